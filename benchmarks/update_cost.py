@@ -2,13 +2,15 @@
 
 Usage: python benchmarks/update_cost.py ALGO[:PRESET][:field=value,...] ... [--obs-dim 17 --act-dim 6 --repeats 7]
 Each configuration runs `--chunk` updates per compiled call on random minibatches of 256 (cheetah-run sizes by
-default); SAC is always measured first and interleaved, and every ratio uses the SAC medians of the same rounds.
+default), and 20 single-environment behaviour actions per round; SAC is always measured first and interleaved,
+and every ratio uses the SAC medians of the same rounds. The per-env-step ratio counts one update and one action.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import re
 import os
 import platform
 import time
@@ -25,7 +27,7 @@ def parse_spec(text: str):
     algo, preset = parts[0], (parts[1] or None) if len(parts) > 1 else None
     overrides = {}
     if len(parts) > 2 and parts[2]:
-        for item in parts[2].split(","):
+        for item in re.split(r",(?=\w+=)", parts[2]):  # commas inside values, e.g. hidden=(256,256), stay
             key, value = item.split("=")
             try:
                 overrides[key] = ast.literal_eval(value)
@@ -56,7 +58,17 @@ def make_timer(algo, preset, overrides, obs_dim, act_dim, chunk, batch_size=256)
         return (time.perf_counter() - start) / chunk * 1000.0
 
     run_once()  # compile
-    return run_once
+    obs = rng.normal(size=(1, obs_dim)).astype(np.float32)
+
+    def act_once() -> float:
+        """One behaviour action for one environment, as the loop asks for it at every env step."""
+        holder["i"] += 1
+        start = time.perf_counter()
+        jax.block_until_ready(agent.act(holder["state"], obs, jax.random.PRNGKey(holder["i"]), deterministic=False))
+        return (time.perf_counter() - start) * 1000.0
+
+    act_once()  # compile
+    return run_once, act_once
 
 
 def main():
@@ -70,20 +82,21 @@ def main():
 
     sac = make_timer("sac", None, {}, args.obs_dim, args.act_dim, args.chunk)
     timers = [(text, make_timer(*parse_spec(text), args.obs_dim, args.act_dim, args.chunk)) for text in args.configs]
-    sac_ms, times = [], {text: [] for text, _ in timers}
+    timers = [("sac", sac)] + timers
+    times = {text: ([], []) for text, _ in timers}
     for _ in range(args.repeats):  # interleave so that load changes hit every configuration alike
-        sac_ms.append(sac())
-        for text, timer in timers:
-            times[text].append(timer())
-    sac_median = float(np.median(sac_ms))
+        for text, (update, act) in timers:
+            times[text][0].append(update())
+            times[text][1].append(float(np.median([act() for _ in range(20)])))
+    sac_update, sac_act = (float(np.median(v)) for v in times["sac"])
     print(f"<!-- {date.today()}, {platform.machine()} {os.cpu_count()} CPUs, jax {jax.__version__}, "
           f"obs {args.obs_dim}, act {args.act_dim}, batch 256, {args.repeats} rounds -->")
-    print("| configuration | median ms / update | ratio to SAC |\n|---|---|---|")
-    print(f"| sac | {sac_median:.2f} | 1.0 |")
-    for text, values in times.items():
-        median = float(np.median(values))
-        print(f"| {text} | {median:.2f} | {median / sac_median:.1f} |")
-
+    print("| configuration | median ms / update | ratio to SAC | ms / action | ratio per env step (1 update + 1 action) |")
+    print("|---|---|---|---|---|")
+    for text, (updates, acts) in times.items():
+        update, act = float(np.median(updates)), float(np.median(acts))
+        print(f"| {text} | {update:.2f} | {update / sac_update:.1f} | {act:.2f} | "
+              f"{(update + act) / (sac_update + sac_act):.1f} |")
 
 if __name__ == "__main__":
     main()

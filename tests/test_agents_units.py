@@ -7,7 +7,9 @@ import pytest
 
 from boltzrl.agents import ALGOS, get_algo
 from boltzrl.agents.base import make_config, td_target
-from boltzrl.agents.sac import SACConfig, sample_tanh_gaussian
+from boltzrl.agents.entropy import sample_tanh_gaussian
+from boltzrl.agents.sac import SACConfig
+from conftest import make_batches
 
 
 def test_td_target_bootstraps_on_truncation_only():
@@ -35,17 +37,6 @@ def test_unknown_algorithm_and_field_errors_are_one_sentence():
         get_algo("sac").config("fast")
 
 
-def _batches(n, obs_dim, act_dim, seed=0):
-    rng = np.random.default_rng(seed)
-    return {
-        "obs": rng.normal(size=(n, 32, obs_dim)).astype(np.float32),
-        "action": rng.uniform(-1, 1, (n, 32, act_dim)).astype(np.float32),
-        "reward": rng.normal(size=(n, 32)).astype(np.float32),
-        "next_obs": rng.normal(size=(n, 32, obs_dim)).astype(np.float32),
-        "terminated": np.zeros((n, 32), np.float32),
-    }
-
-
 @pytest.mark.parametrize("name", sorted(ALGOS))
 def test_every_agent_updates_acts_and_compiles_once(name):
     spec = get_algo(name)
@@ -57,7 +48,7 @@ def test_every_agent_updates_acts_and_compiles_once(name):
     agent = spec.make(spec.config(None, **small), 3, 2)
     state = agent.init(jax.random.PRNGKey(0))
     for i in range(3):
-        state, info = agent.update(state, _batches(4, 3, 2, i), jax.random.PRNGKey(i))
+        state, info = agent.update(state, make_batches(4, 32, 3, 2, seed=i), jax.random.PRNGKey(i))
     assert all(np.isfinite(v) or k.endswith("loss") for k, v in jax.device_get(info).items())
     assert agent.update._cache_size() == 1  # same shapes → one trace, no recompilation
     obs = np.zeros((5, 3), np.float32)

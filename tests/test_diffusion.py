@@ -71,14 +71,22 @@ def test_cosine_schedule_endpoints_and_monotone():
 
 
 def test_linear_schedule_matches_hand_computation():
-    s = D.linear_schedule(3, beta_min=0.1, beta_max=0.3)
+    s = D.linear_schedule(3, beta_min=0.1, beta_max=0.3, reference_steps=None)
     np.testing.assert_allclose(s.betas, [0.1, 0.2, 0.3], rtol=1e-6)
     np.testing.assert_allclose(s.alpha_bars, [0.9, 0.9 * 0.8, 0.9 * 0.8 * 0.7], rtol=1e-6)
-    scaled = D.linear_schedule(3, beta_min=0.1, beta_max=0.3, scale=0.5)
+    scaled = D.linear_schedule(3, beta_min=0.1, beta_max=0.3, scale=0.5, reference_steps=None)
     np.testing.assert_allclose(scaled.alpha_bars, [0.95, 0.95 * 0.9, 0.95 * 0.9 * 0.85], rtol=1e-6)
     default = D.linear_schedule(1000)
     assert np.isclose(default.betas[0], 1e-4) and np.isclose(default.betas[-1], 0.02)
     assert np.all(np.diff(np.asarray(default.alpha_bars)) < 0)
+
+
+def test_short_linear_schedule_reaches_noise_like_the_sdac_code():
+    """T = 20 scaled by 0.8 (the SDAC code's chain) stretched to span the 1000-step range: ᾱ_T ≈ 4.9e-6."""
+    s = D.linear_schedule(20, scale=0.8)
+    np.testing.assert_allclose(np.asarray(s.betas)[[0, -1]], [0.8 * 0.005, 0.8 * 1.0], rtol=1e-5)
+    np.testing.assert_allclose(s.alpha_bars[-1], np.prod(1 - 0.8 * np.linspace(0.005, 1.0, 20)), rtol=1e-4)
+    assert s.alpha_bars[-1] < 1e-5
 
 
 @pytest.mark.parametrize("num_steps", [5, 20, 100])
@@ -185,7 +193,7 @@ def test_ddpm_clipping_and_init_scale():
     unclipped = D.ddpm_sample(eps_fn, key, (2000, 2), schedule, clip_x0=False)
     assert np.max(np.abs(clipped)) <= 0.5 and np.max(np.abs(unclipped)) > 1.0
     # one step with ᾱ = ½ and ε ≡ 0 returns x̂₀ = x_T/√ᾱ, so its std is init_scale·√2
-    one_step = D.linear_schedule(1, beta_min=0.5, beta_max=0.5)
+    one_step = D.linear_schedule(1, beta_min=0.5, beta_max=0.5, reference_steps=None)
     x = D.ddpm_sample(lambda x, t: jnp.zeros_like(x), key, (N_SAMPLES, 1), one_step, clip_x0=False, init_scale=0.5)
     assert abs(float(jnp.std(x)) - 0.5 * np.sqrt(2)) < Z * 0.5 * np.sqrt(2) / np.sqrt(2 * N_SAMPLES)
 
@@ -274,6 +282,54 @@ def test_rssm_minimiser_is_the_analytic_eps(mu, cov):
         np.testing.assert_array_less(np.abs(minimiser - eps_exact(a_t, t)), Z * se + 1e-3)
         grad_at_minimiser = jax.grad(D.rssm_loss)(minimiser, eps, w)
         np.testing.assert_allclose(grad_at_minimiser, 0.0, atol=1e-4)  # float32 sums over 1e5 draws
+
+
+@pytest.mark.parametrize("lower, upper", [(-1e4, 1e4), (-1.0, 2.0), (-3.0, -2.0), (5.0, 7.0), (-50.0, -10.0),
+                                          (10.0, 50.0), (-5.5, -5.1), (0.5, 30.0)])
+def test_truncated_standard_normal_matches_its_analytic_moments(lower, upper):
+    """Mean and std of N(0, 1) truncated to [lower, upper] (scipy's closed form), including intervals deep in a
+    tail, where jax.random.truncated_normal returns the wrong end of the interval. 1e5 draws: the mean is
+    checked to 4.5 standard errors plus the tail approximation's 2% of the std (used past 5σ only)."""
+    from scipy import stats
+
+    z = np.asarray(D.truncated_standard_normal(jax.random.PRNGKey(0), jnp.float32(lower), jnp.float32(upper), (100_000,)))
+    mean, std = stats.truncnorm.mean(lower, upper), stats.truncnorm.std(lower, upper)
+    assert z.min() >= lower and z.max() <= upper
+    tail_bias = 0.0 if min(abs(lower), abs(upper)) < 5 or lower * upper < 0 else 0.02 * std
+    assert abs(z.mean() - mean) < Z * std / np.sqrt(len(z)) + tail_bias + 1e-4
+    assert abs(z.std() - std) < 0.08 * std
+
+
+def test_truncated_reverse_draws_stay_in_the_box_and_invert_the_forward_step():
+    schedule = D.cosine_schedule(5)
+    a_t = jnp.array([[0.9, -0.3], [3.0, -2.5], [0.0, 0.0]])
+    for t in range(5):
+        a0, eps = D.rssm_reverse_draws(a_t, t, schedule, jax.random.PRNGKey(t), 64, clip=1.0, truncate=True)
+        assert np.all(np.abs(np.asarray(a0)) <= 1.0) and np.all(np.isfinite(np.asarray(eps)))
+        ab = float(schedule.alpha_bars[t])
+        np.testing.assert_allclose(np.sqrt(ab) * a0 + np.sqrt(1 - ab) * eps, np.broadcast_to(a_t[:, None], a0.shape),
+                                   atol=1e-4)
+    # at the noisiest step q̃ is far wider than the box: truncated draws spread over it, clipped ones hit its faces
+    clipped, _ = D.rssm_reverse_draws(a_t, 4, schedule, jax.random.PRNGKey(9), 256, clip=1.0)
+    truncated, _ = D.rssm_reverse_draws(a_t, 4, schedule, jax.random.PRNGKey(9), 256, clip=1.0, truncate=True)
+    assert np.mean(np.abs(np.asarray(clipped)) == 1.0) > 0.9
+    assert np.mean(np.abs(np.asarray(truncated)) > 0.99) < 0.05
+    with pytest.raises(ValueError, match="need a box"):
+        D.rssm_reverse_draws(a_t, 0, schedule, jax.random.PRNGKey(0), 4, truncate=True)
+
+
+def test_action_spread_weights_are_a_boltzmann_density_in_units_of_q_spread():
+    """Weights = softmax(Q/(temperature·spread)), spread = pooled within-state std of Q at reference actions:
+    one scale for the whole batch (not per state), invariant to the reward scale."""
+    q = jax.random.normal(jax.random.PRNGKey(3), (4, 6))
+    reference = jax.random.normal(jax.random.PRNGKey(4), (4, 8)) * 2.0 + jnp.arange(4.0)[:, None] * 10
+    spread = np.sqrt(np.mean(np.var(np.asarray(reference), axis=-1)))  # the state offsets do not count
+    w = D.rssm_weights(q, "action_spread", 0.5, reference)
+    np.testing.assert_allclose(w, jax.nn.softmax(q / (0.5 * spread), axis=-1), rtol=1e-5)
+    for scale in (0.01, 100.0):
+        np.testing.assert_allclose(D.rssm_weights(scale * q, "action_spread", 0.5, scale * reference), w, rtol=1e-4)
+    with pytest.raises(ValueError, match="needs the energies"):
+        D.rssm_weights(q, "action_spread")
 
 
 def test_rssm_weights_and_losses():

@@ -10,16 +10,10 @@ import pytest
 
 from boltzrl import diffusion
 from boltzrl.agents import get_algo
-from boltzrl.agents.dqs import (
-    DQSConfig,
-    boltzmann_energy,
-    log_tanh_jacobian,
-    make,
-    pre_tanh,
-    score_matching_batch,
-    temperature,
-)
+from boltzrl.agents.dqs import DQSConfig, make, temperature
+from boltzrl.diffusion import boltzmann_energy, log_tanh_jacobian, pre_tanh, score_matching_batch
 from boltzrl.training.offpolicy import TrainConfig, train
+from conftest import make_batches
 
 ALPHA, VAR = 0.3, 0.5  # temperature and pre-tanh variance of the analytic policy below
 
@@ -75,17 +69,6 @@ def test_temperature_schedule():
         assert float(temperature(geo, steps)) == pytest.approx(expected, rel=1e-5)
 
 
-def _batches(n, obs_dim, act_dim, seed=0, batch=32):
-    rng = np.random.default_rng(seed)
-    return {
-        "obs": rng.normal(size=(n, batch, obs_dim)).astype(np.float32),
-        "action": rng.uniform(-1, 1, (n, batch, act_dim)).astype(np.float32),
-        "reward": rng.normal(size=(n, batch)).astype(np.float32),
-        "next_obs": rng.normal(size=(n, batch, obs_dim)).astype(np.float32),
-        "terminated": np.zeros((n, batch), np.float32),
-    }
-
-
 SMALL = dict(num_mc_samples=8, num_sample_steps=4, score_width=32, embed_dim=16, hidden=(32, 32))
 
 
@@ -95,7 +78,7 @@ def test_update_compiles_once_and_the_score_net_sees_the_annealed_alpha():
     state = agent.init(jax.random.PRNGKey(0))
     alphas = []
     for i in range(4):
-        state, info = agent.update(state, _batches(1, 3, 2, i), jax.random.PRNGKey(i))
+        state, info = agent.update(state, make_batches(1, 32, 3, 2, seed=i), jax.random.PRNGKey(i))
         alphas.append(float(info["alpha"]))
         assert all(np.isfinite(v) for v in jax.device_get(info).values())
     assert agent.update._cache_size() == 1

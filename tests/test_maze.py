@@ -7,19 +7,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from boltzrl.envs.maze import (
-    CELL_SIZE,
-    EPISODE_STEPS,
-    GOAL_RADIUS,
-    GOAL_XY,
-    MAZE_LAYOUT,
-    START_XY,
-    MultiGoalMazeEnv,
-    cell_centre,
-    is_free,
-    xy_to_cell,
-)
-from boltzrl.maze_metrics import exit_route, first_goal_reached, maze_metrics, plot_trajectories
+from boltzrl.envs.maze import EPISODE_STEPS, MultiGoalMazeEnv
+from boltzrl.envs.maze_layout import (CELL_SIZE, GOAL_RADIUS, GOAL_XY, MAZE_LAYOUT, START_XY, cell_centre, is_free,
+                                     xy_to_cell)
+from boltzrl.envs.maze_metrics import exit_route, first_goal_reached, maze_metrics, plot_trajectories
 
 
 @pytest.fixture

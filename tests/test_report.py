@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from boltzrl.results.cli import main
-from boltzrl.results.report import (bootstrap_ci, build_report, load_paper, load_runs, stratified_bootstrap,
-                                    value_at_budget)
+from boltzrl.results.load import load_paper, load_runs, value_at_budget
+from boltzrl.results.report import build_report
+from boltzrl.results.stats import bootstrap_ci, stratified_bootstrap
 
 EVAL_STEPS = [40_000, 80_000, 120_000]
 # Returns at 80k (the last evaluation at or before a 100k budget), per task and seed.

@@ -3,22 +3,16 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from boltzrl import diffusion as D, nets
 from boltzrl.agents import get_algo
 from boltzrl.agents.sdac import SDACConfig
 from boltzrl.training.offpolicy import TrainConfig, train
+from conftest import make_batches
 
 TINY = dict(hidden=(32, 32), num_steps=3, num_candidates=3, num_draws=5)
-
-
-def _batches(n=2, b=16, obs_dim=3, act_dim=2):
-    rng = np.random.default_rng(0)
-    return {"obs": rng.normal(size=(n, b, obs_dim)).astype(np.float32),
-            "action": rng.uniform(-1, 1, (n, b, act_dim)).astype(np.float32),
-            "reward": rng.normal(size=(n, b)).astype(np.float32),
-            "next_obs": rng.normal(size=(n, b, obs_dim)).astype(np.float32),
-            "terminated": np.zeros((n, b), np.float32)}
 
 
 @pytest.mark.parametrize("proposal, schedule, q_normalization",
@@ -29,7 +23,7 @@ def test_every_proposal_and_schedule_trains(proposal, schedule, q_normalization)
     agent = spec.make(config, 3, 2)
     state = agent.init(jax.random.PRNGKey(0))
     before = jax.tree_util.tree_leaves(state.policy)[0]
-    state, info = agent.update(state, _batches(), jax.random.PRNGKey(1))
+    state, info = agent.update(state, make_batches(), jax.random.PRNGKey(1))
     assert np.isfinite(float(info["policy_loss"])) and np.isfinite(float(info["critic_loss"]))
     assert not np.allclose(before, jax.tree_util.tree_leaves(state.policy)[0])
 
@@ -39,7 +33,7 @@ def test_alpha_moves_toward_the_target_entropy():
     spec = get_algo("sdac")
     agent = spec.make(spec.config(None, alpha_every=1, **TINY), 3, 2)
     state = agent.init(jax.random.PRNGKey(0))
-    state, info = agent.update(state, _batches(n=20), jax.random.PRNGKey(1))
+    state, info = agent.update(state, make_batches(n=20), jax.random.PRNGKey(1))
     assert float(jnp.exp(state.log_alpha)) < 5.0
 
 
@@ -50,9 +44,109 @@ def test_bad_proposal_is_rejected():
 
 @pytest.mark.slow
 def test_sdac_cpu_preset_learns_pendulum(tmp_path):
+    """SAC's threshold in this suite (≥ −250 at 10k steps), reached in half the steps: −156 at 5k, −134 at 10k."""
     spec = get_algo("sdac")
     preset = spec.preset("cpu")
-    cfg = TrainConfig(**{**preset.train, "env": "Pendulum-v1", "steps": 15_000, "warmup_steps": 2_000,
+    cfg = TrainConfig(**{**preset.train, "env": "Pendulum-v1", "steps": 5_000, "warmup_steps": 2_000,
                          "eval_every": 5_000, "eval_episodes": 10, "checkpoint_every": 0})
     summary = train("sdac", spec.config("cpu"), cfg, tmp_path / "run", verbose=False)
-    assert summary["final_eval_return"] >= -300, summary
+    assert summary["final_eval_return"] >= -250, summary
+
+
+# ------------------------------------------------------------------ RSSM against a known Boltzmann policy
+
+MODES, MODE_STD, MODE_WEIGHTS = np.array([-0.5, 0.5]), 0.12, np.array([0.7, 0.3])
+
+
+def _two_mode_q(a):
+    """Q(a)/α = log of a two-mode Gaussian mixture on [-1, 1] (α = 1): exp(Q/α) puts 0.7 / 0.3 on the modes."""
+    comp = jnp.log(MODE_WEIGHTS) - 0.5 * ((a - MODES) / MODE_STD) ** 2
+    return jax.scipy.special.logsumexp(comp, axis=-1)
+
+
+def _fit_rssm(proposal: str, temperature: float, steps=1000, batch=128, num_steps=10, num_draws=32):
+    """The SDAC policy loss (truncated reverse draws, weights softmax(Q/temperature)) on a fixed Q, one state.
+    replay: a memory of uniform actions, which a policy that only clones its proposal would reproduce."""
+    schedule = D.make_vp_schedule("cosine", num_steps)
+    net = nets.EpsNet((64, 64), 1, "relu")
+    obs = jnp.zeros((batch, 1))
+    params = net.init(jax.random.PRNGKey(0), obs, jnp.zeros((batch, 1)), jnp.zeros((), jnp.int32))
+    opt = optax.adam(1e-3)
+
+    def sample(params, key, n):
+        return D.ddpm_sample(lambda x, t: net.apply(params, jnp.zeros((n, 1)), x, t), key, (n, 1), schedule)
+
+    @jax.jit
+    def fit(params, key):
+        def step(carry, key):
+            params, opt_state = carry
+            k_t, k_a, k_noise, k_draw = jax.random.split(key, 4)
+            t = jax.random.randint(k_t, (batch,), 0, num_steps)
+            a0 = (sample(params, k_a, batch) if proposal == "policy"
+                  else jax.random.uniform(k_a, (batch, 1), minval=-1.0, maxval=1.0))
+            a_t = D.vp_forward(a0, t, jax.random.normal(k_noise, a0.shape), schedule)
+            draws, eps = D.rssm_reverse_draws(a_t, t, schedule, k_draw, num_draws, clip=1.0, truncate=True)
+            weights = D.rssm_weights(_two_mode_q(draws), temperature=temperature)
+            grads = jax.grad(lambda p: D.rssm_loss(net.apply(p, obs, a_t, t), eps, weights))(params)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, steps))
+        return sample(params, jax.random.PRNGKey(99), 4000)[:, 0]
+
+    return np.asarray(fit(params, jax.random.PRNGKey(1)))
+
+
+def _matches_two_mode_target(a) -> tuple[bool, str]:
+    """Mode weights within 0.06 of (0.7, 0.3) (4000 samples: SE 0.007; the rest is the fit's bias after 1000
+    updates, measured 0.02); at least 85 % of the samples within 2.5 mode-stds of a mode (exact samples 98.8 %,
+    the fit 91 %, a uniform policy 60 %); MMD² (Gaussian kernel, width 0.1) to exact samples below 0.04 (exact
+    samples 0.0005, the fit 0.019, a uniform policy 0.16)."""
+    rng = np.random.default_rng(0)
+    exact = rng.choice(MODES, 4000, p=MODE_WEIGHTS) + MODE_STD * rng.normal(size=4000)
+    exact = exact[np.abs(exact) <= 1][:2000]
+    x = a[:2000]
+    kernel = lambda u, v: np.exp(-((u[:, None] - v[None]) ** 2) / (2 * 0.1**2))
+    mmd2 = kernel(x, x).mean() + kernel(exact, exact).mean() - 2 * kernel(x, exact).mean()
+    left = float(np.mean(a < 0))
+    near = float(np.mean(np.min(np.abs(a[:, None] - MODES), axis=1) < 2.5 * MODE_STD))
+    ok = abs(left - 0.7) < 0.06 and near > 0.85 and mmd2 < 0.04
+    return ok, f"left-mode weight {left:.3f}, near a mode {near:.3f}, MMD² {mmd2:.4f}"
+
+
+@pytest.mark.parametrize("proposal", ["policy", "replay"])
+def test_rssm_learns_a_known_two_mode_boltzmann_policy(proposal):
+    ok, stats = _matches_two_mode_target(_fit_rssm(proposal, temperature=1.0))
+    assert ok, stats
+
+
+def test_a_policy_that_clones_its_proposal_fails_the_known_policy_check():
+    """Uniform weights (infinite temperature) reduce RSSM to cloning the replay memory: the check must catch it."""
+    ok, stats = _matches_two_mode_target(_fit_rssm("replay", temperature=1e6))
+    assert not ok, stats
+
+
+SCALE_FREE = dict(q_normalization="action_spread", energy_scale=0.5, temperature_follows_alpha=False)
+
+
+def test_scale_free_temperature_keeps_a_useful_effective_sample_size_across_reward_scales():
+    """The RSSM weights of the action-spread temperature at reward scales 0.01–100: neither collapsed onto one
+    draw (ESS ≈ 1: the policy chases critic noise) nor uniform (ESS ≈ M: it only clones its proposal), and the
+    same at every scale. Q is a synthetic critic, −‖a − c(s)‖² plus a ripple, times the scale."""
+    config = get_algo("sdac").config("cpu", **SCALE_FREE)
+    schedule = D.make_vp_schedule(config.schedule, config.num_steps)
+    keys = jax.random.split(jax.random.PRNGKey(0), 5)
+    batch, d, m = 256, 6, config.num_draws
+    centres = jax.random.uniform(keys[0], (batch, 1, d), minval=-0.8, maxval=0.8)
+    q_unit = lambda a: -jnp.sum((a - centres) ** 2, -1) + 0.1 * jnp.sin(5 * a).sum(-1)
+    t = jax.random.randint(keys[1], (batch,), 0, config.num_steps)
+    a0 = jax.random.uniform(keys[2], (batch, d), minval=-1.0, maxval=1.0)
+    a_t = D.vp_forward(a0, t, jax.random.normal(keys[3], a0.shape), schedule)
+    draws, _ = D.rssm_reverse_draws(a_t, t, schedule, keys[4], m, clip=1.0, truncate=config.truncated_draws)
+    reference = q_unit(jax.random.uniform(keys[0], (batch, config.spread_actions, d), minval=-1.0, maxval=1.0))
+    ess = []
+    for scale in (0.01, 1.0, 100.0):
+        w = D.rssm_weights(scale * q_unit(draws), config.q_normalization, config.energy_scale, scale * reference)
+        ess.append(float(jnp.mean(1.0 / jnp.sum(w**2, -1))))
+    assert all(1.5 < e < 0.8 * m for e in ess), ess
+    np.testing.assert_allclose(ess, ess[0], rtol=1e-3)

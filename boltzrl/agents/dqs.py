@@ -10,16 +10,13 @@ A VE diffusion policy whose score network is regressed on the iDEM Monte-Carlo s
 
 Update order: the critic first, then the score target with the updated online critics (the public code's order).
 
-The diffusion variable is the pre-tanh action. A critic is trained on actions in [−1, 1] only, while noisy
-points x^(k) range over all of R^d (the public code evaluates Q at them unsquashed, where it is an arbitrary
-extrapolation). Here the energy is that of the Boltzmann policy pushed through tanh:
+The diffusion variable is the pre-tanh action and the energy is the Boltzmann policy pushed through tanh
+(`diffusion.boltzmann_energy`, with the minimum of the online critics as Q):
 
     E(s, u) = −min_j Q_j(s, tanh u)/α − Σ_i log(1 − tanh² u_i)
 
-so Q is only ever evaluated inside the box, the energy is smooth and defined everywhere, and tanh of an exact
-sample of exp(−E) is an exact sample of π ∝ exp(Q/α) on the box (the Jacobian term is the change of variables;
-without it exp(Q(s, tanh u)/α) would not even be normalisable in u). The same energy gives the softmax weights
-and the gradients, so the estimator is consistent. With a flat critic the policy is uniform on the box, as the
+so Q is only ever evaluated inside the box, where it was trained (the public code evaluates it at unsquashed
+noisy points, where it is an arbitrary extrapolation). With a flat critic the policy is uniform on the box, as the
 Boltzmann policy should be; far outside the box the Jacobian term pulls u back with force 2·tanh|u|.
 Replay actions are mapped back with atanh after clipping to ±(1 − 1e-6) (|u| ≤ 7.25).
 
@@ -42,19 +39,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
-
 import flax.struct
 import jax
 import jax.numpy as jnp
 
 from boltzrl import diffusion, nets
-from boltzrl.agents.base import (Agent, AlgoSpec, Preset, adam, apply_grads, critic_step, scan_updates,
-                                 td_target)
+from boltzrl.agents.base import Agent, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.critic import critic_update
 
 EVAL_SAMPLERS = ("euler", "ode", "sde")
 ALPHA_SCHEDULES = ("fixed", "geometric")
-ACTION_CLIP = 1.0 - 1e-6  # replay actions are clipped to this before atanh
 
 
 @dataclass(frozen=True)
@@ -140,44 +134,6 @@ def temperature(config: DQSConfig, steps) -> jax.Array:
     return jnp.exp(log_a0 + (jnp.log(jnp.float32(config.alpha_final)) - log_a0) * frac)
 
 
-def log_tanh_jacobian(u) -> jax.Array:
-    """Σ_i log(1 − tanh² u_i) = Σ_i 2·(log 2 − u_i − softplus(−2u_i)), stable for large |u|."""
-    return jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
-
-
-def boltzmann_energy(q_fn: Callable, alpha) -> Callable:
-    """E(u, s) = −Q(s, tanh u)/α − log|det ∂tanh(u)/∂u|: the energy of π ∝ exp(Q/α) in pre-tanh coordinates.
-
-    q_fn(s, a) maps one state (obs_dim,) and one action (d,) to a scalar."""
-    return lambda u, s: -q_fn(s, jnp.tanh(u)) / alpha - log_tanh_jacobian(u)
-
-
-def pre_tanh(action) -> jax.Array:
-    return jnp.arctanh(jnp.clip(action, -ACTION_CLIP, ACTION_CLIP))
-
-
-def score_target(q_fn: Callable, obs, x, std, alpha, noise, clip_norm=None, richardson=False) -> jax.Array:
-    """iDEM estimate of ∇_x log (p ∗ N(0, std²))(x), p ∝ exp(−E) with E = `boltzmann_energy(q_fn, alpha)`.
-
-    obs (B, obs_dim), x (B, d), std (B,), noise (B, K, d)."""
-    energy = boltzmann_energy(q_fn, alpha)
-    return diffusion.idem_score_from_noise(energy, x, std, noise, clip_norm, richardson, context=obs)
-
-
-def score_matching_batch(q_fn: Callable, obs, action, alpha, schedule: diffusion.VESchedule, key, num_mc_samples: int,
-                         clip_norm=None, richardson=False):
-    """The regression data of one score update: t ~ U(0, 1), x = atanh(a) + √h(t)·ε and the iDEM target at x.
-
-    obs (B, obs_dim), action (B, d) replay actions in [−1, 1]. Returns (x (B, d), t (B,), target (B, d))."""
-    k_t, k_x, k_mc = jax.random.split(key, 3)
-    batch, act_dim = action.shape
-    t = jax.random.uniform(k_t, (batch,))
-    std = schedule.std(t)
-    x = pre_tanh(action) + std[:, None] * jax.random.normal(k_x, action.shape)
-    noise = jax.random.normal(k_mc, (batch, num_mc_samples, act_dim))
-    return x, t, score_target(q_fn, obs, x, std, alpha, noise, clip_norm, richardson)
-
-
 def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     schedule = diffusion.VESchedule(config.sigma_min, config.sigma_max)
     score_net = nets.ScoreNet(config.score_width, config.score_blocks, act_dim, embed_dim=config.embed_dim)
@@ -207,18 +163,13 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         sampler = config.eval_sampler if deterministic else "sde"
         return jnp.tanh(sample_pre_tanh(state.score, obs, temperature(config, state.steps), key, sampler))
 
-    def critic_update(state: DQSState, batch, alpha, key):
-        next_action = jnp.tanh(sample_pre_tanh(state.score, batch["next_obs"], alpha, key, "sde"))
-        next_q = critic_net.apply(state.target_critic, batch["next_obs"], next_action).min(0)
-        target = td_target(batch["reward"], batch["terminated"], next_q, config.gamma)
-        return critic_step(critic_net, critic_opt, state.critic, state.critic_opt, batch["obs"], batch["action"], target)
-
-    def score_update(state: DQSState, critic, batch, alpha, key):
+    def score_update(state: DQSState, batch, alpha, key):
+        """One regression step of the score network on the iDEM target of the (already updated) online critics."""
         n = config.score_batch_size or batch["obs"].shape[0]
         obs, action = batch["obs"][:n], batch["action"][:n]  # minibatch rows are already a uniform draw
-        q_fn = lambda s, a: critic_net.apply(critic, s, a).min(0)
-        x, t, target = score_matching_batch(q_fn, obs, action, alpha, schedule, key, config.num_mc_samples,
-                                            config.score_clip, config.richardson)
+        q_fn = lambda s, a: critic_net.apply(state.critic, s, a).min(0)
+        x, t, target = diffusion.score_matching_batch(q_fn, obs, action, alpha, schedule, key, config.num_mc_samples,
+                                                      config.score_clip, config.richardson)
 
         def loss_fn(params):
             return diffusion.ve_score_loss(score_net.apply(params, obs, x, t, alpha), target, schedule.variance(t))
@@ -230,15 +181,11 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     def step(state: DQSState, batch, key):
         k_critic, k_score = jax.random.split(key)
         alpha = temperature(config, state.steps)
-        critic, c_opt, c_loss, q_mean = critic_update(state, batch, alpha, k_critic)
-        score, s_opt, s_loss, target_norm = score_update(state, critic, batch, alpha, k_score)
-        new_state = state.replace(
-            score=score, critic=critic, score_opt=s_opt, critic_opt=c_opt,
-            target_critic=nets.soft_update(state.target_critic, critic, config.tau), steps=state.steps + 1,
-        )
-        info = {"critic_loss": c_loss, "score_loss": s_loss, "q_mean": q_mean, "alpha": alpha,
-                "target_norm": target_norm}
-        return new_state, info
+        next_action = jnp.tanh(sample_pre_tanh(state.score, batch["next_obs"], alpha, k_critic, "sde"))
+        state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma, config.tau)
+        score, s_opt, s_loss, target_norm = score_update(state, batch, alpha, k_score)
+        state = state.replace(score=score, score_opt=s_opt, steps=state.steps + 1)
+        return state, {**info, "score_loss": s_loss, "alpha": alpha, "target_norm": target_norm}
 
     @jax.jit
     def update(state, batches, key):

@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 
 from boltzrl import nets
-from boltzrl.agents.base import (Agent, AlgoSpec, Preset, adam, apply_grads, critic_step, scan_updates,
-                                 td_target)
+from boltzrl.agents.base import Agent, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.critic import critic_update
+from boltzrl.agents.entropy import alpha_loss, sample_tanh_gaussian
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,6 @@ class SACState(flax.struct.PyTreeNode):
     steps: jax.Array
 
 
-def sample_tanh_gaussian(mean, log_std, key):
-    """Reparameterised tanh-Gaussian sample and its log-probability (with the tanh Jacobian)."""
-    std = jnp.exp(log_std)
-    u = mean + std * jax.random.normal(key, mean.shape)
-    action = jnp.tanh(u)
-    log_prob = jax.scipy.stats.norm.logpdf(u, mean, std).sum(-1)
-    log_prob -= (2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))).sum(-1)
-    return action, log_prob
-
-
 def make(config: SACConfig, obs_dim: int, act_dim: int) -> Agent:
     actor_net = nets.GaussianActor(config.hidden, act_dim, config.activation)
     critic_net = nets.Critics(2, config.hidden, config.activation)
@@ -90,16 +81,13 @@ def make(config: SACConfig, obs_dim: int, act_dim: int) -> Agent:
 
         mean, log_std = actor_net.apply(state.actor, batch["next_obs"])
         next_action, next_log_prob = sample_tanh_gaussian(mean, log_std, k_next)
-        next_q = critic_net.apply(state.target_critic, batch["next_obs"], next_action).min(0)
-        target = td_target(batch["reward"], batch["terminated"], next_q - alpha * next_log_prob, config.gamma)
-
-        critic, c_opt, c_loss, q_mean = critic_step(critic_net, critic_opt, state.critic, state.critic_opt,
-                                                    batch["obs"], batch["action"], target)
+        state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma, config.tau,
+                                    next_penalty=alpha * next_log_prob)
 
         def actor_loss(params):
             mean, log_std = actor_net.apply(params, batch["obs"])
             action, log_prob = sample_tanh_gaussian(mean, log_std, k_pi)
-            q = critic_net.apply(critic, batch["obs"], action).min(0)
+            q = critic_net.apply(state.critic, batch["obs"], action).min(0)
             return (alpha * log_prob - q).mean(), -log_prob.mean()
 
         (a_loss, entropy), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor)
@@ -107,15 +95,12 @@ def make(config: SACConfig, obs_dim: int, act_dim: int) -> Agent:
 
         log_alpha, al_opt = state.log_alpha, state.alpha_opt
         if config.autotune_alpha:
-            alpha_grad = jax.grad(lambda la: la * jax.lax.stop_gradient(entropy - target_entropy))(log_alpha)
+            alpha_grad = jax.grad(alpha_loss)(log_alpha, entropy, target_entropy)
             log_alpha, al_opt = apply_grads(alpha_opt, log_alpha, al_opt, alpha_grad)
 
-        new_state = state.replace(
-            actor=actor, critic=critic, log_alpha=log_alpha, actor_opt=a_opt, critic_opt=c_opt, alpha_opt=al_opt,
-            target_critic=nets.soft_update(state.target_critic, critic, config.tau), steps=state.steps + 1,
-        )
-        info = {"critic_loss": c_loss, "actor_loss": a_loss, "q_mean": q_mean, "entropy": entropy, "alpha": alpha}
-        return new_state, info
+        state = state.replace(actor=actor, actor_opt=a_opt, log_alpha=log_alpha, alpha_opt=al_opt,
+                              steps=state.steps + 1)
+        return state, {**info, "actor_loss": a_loss, "entropy": entropy, "alpha": alpha}
 
     @jax.jit
     def update(state, batches, key):

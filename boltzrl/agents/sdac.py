@@ -1,12 +1,20 @@
 """SDAC — Soft Diffusion Actor-Critic (Ma et al., ICML 2025).
 
-A VP diffusion policy trained with reverse-sampling score matching (RSSM) on the energy −Q/α:
+A VP diffusion policy trained with reverse-sampling score matching (RSSM) on the energy −Q/temperature:
 
-    a_t ~ proposal at step t;   a_0^j = a_t/√ᾱ_t − √(1/ᾱ_t − 1)·ε^j  (j = 1..M, clipped to [−1, 1] for Q)
-    w_j = softmax_j(min_i Q_i(s, a_0^j) / (α·energy_scale));   L = Σ_j w_j·‖ε_θ(s, a_t, t) − ε^j‖²
+    a_t ~ proposal at step t;   a_0^j ~ q̃(a_0 | a_t) = N(a_t/√ᾱ_t, (1/ᾱ_t − 1)·I)  (j = 1..M; clipped to, or
+    drawn truncated to, [−1, 1]);   w_j = softmax_j(min_i Q_i(s, a_0^j) / temperature);
+    L = Σ_j w_j·‖ε_θ(s, a_t, t) − ε^j‖²
 
-Acting and the TD target use best-of-N samples plus Gaussian noise 0.1·α; α follows a target entropy of that
-noise. An EMA copy of the policy is the one that acts.
+Acting and the TD target use best-of-N samples plus Gaussian noise noise_scale·α; α follows a target entropy of
+that noise. An EMA copy of the policy is the one that acts.
+
+The `paper` preset follows the paper and its camera-ready code; knowing departures: the cosine schedule of the
+paper's text (the code runs a linear one scaled by 0.8, selectable with schedule="linear", linear_scale=0.8),
+and evaluation every 50k steps without the code's per-seed best-of-run statistic (reports give both). The `cpu`
+preset departs on purpose, chosen by measurement on DeepMind Control (benchmarks/sdac):
+truncated reverse draws, a temperature measured in units of Q's spread over the action box and separate from
+the exploration noise, one critic and one policy update per env step, short chains and few draws.
 """
 
 from __future__ import annotations
@@ -21,11 +29,11 @@ import jax.numpy as jnp
 import optax
 
 from boltzrl import diffusion, nets
-from boltzrl.agents.base import (Agent, AlgoSpec, Preset, adam, apply_grads, critic_step, scan_updates,
-                                 td_target)
+from boltzrl.agents.base import Agent, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.critic import critic_update, delayed, polyak_target
+from boltzrl.agents.entropy import alpha_loss
 
-PROPOSALS = ("policy", "replay", "uniform")
-Q_NORMALIZATIONS = ("none", "batch", "per_state")
+PROPOSALS = ("policy", "acting", "replay", "uniform")
 
 
 @dataclass(frozen=True)
@@ -39,18 +47,30 @@ class SDACConfig:
     init_scale: float = 1.0
     """Std of the Gaussian the sampling chain starts from (the SDAC code uses 0.5)."""
     num_candidates: int = 32
-    """N of best-of-N action selection (acting, evaluation and the TD target)."""
+    """N of best-of-N action selection (acting, evaluation and, unless target_candidates is set, the TD target)."""
+    target_candidates: int = 0
+    """N of best-of-N for the TD target's next action; 0 uses num_candidates."""
     num_draws: int = 64
     """M reverse draws a_0^j per state in the RSSM loss."""
     proposal: str = "policy"
-    """Proposal of a_t: policy (forward-noised current-policy sample), replay (forward-noised replay action), uniform."""
+    """Proposal of a_t: policy (a raw current-policy sample, forward-noised), acting (the behaviour action,
+    best-of-N plus noise, forward-noised: the SDAC code), replay (the replay action, forward-noised), uniform."""
     clip_a0: bool = True
     """Clip reverse draws to [-1, 1] before evaluating Q (Q is only trained there)."""
+    truncated_draws: bool = False
+    """Draw a_0^j from q̃(a_0 | a_t) truncated to [-1, 1] instead of clipping the Gaussian draws: exact importance
+    sampling of a Boltzmann policy on the action box; clipping piles the draws of large t onto the box's corners."""
     q_normalization: str = "none"
     """Scale of Q in the RSSM weights: none; batch (the paper's variant: batch mean and std); per_state (mean and
-    std over each state's M draws, which makes the temperature independent of the reward scale)."""
+    std over each state's M draws); action_spread (Q divided by its within-state std over uniform actions, pooled
+    over the batch: a Boltzmann policy whose temperature does not depend on the reward scale)."""
+    spread_actions: int = 8
+    """Uniform actions per state that measure Q's spread for q_normalization=action_spread."""
     energy_scale: float = 0.2
-    """The RSSM temperature is α·energy_scale (the SDAC code divides Q by α/5)."""
+    """The RSSM temperature is energy_scale, times α when temperature_follows_alpha (the SDAC code divides Q by
+    α/5)."""
+    temperature_follows_alpha: bool = True
+    """Tie the RSSM temperature to the exploration α (the paper); if False they are separate knobs."""
     init_alpha: float = 5.0
     """Initial α; exploration noise std is noise_scale·α."""
     noise_scale: float = 0.1
@@ -77,6 +97,8 @@ class SDACConfig:
     """Final policy learning rate after linear decay."""
     policy_lr_decay_steps: int = 100_000
     """Policy updates over which the learning rate decays linearly."""
+    policy_lr_decay_begin: int = 0
+    """Policy updates before the decay starts (the SDAC code: 25 000)."""
     policy_delay: int = 2
     """Policy, EMA and target updates every this many critic updates."""
     gamma: float = 0.99
@@ -85,13 +107,23 @@ class SDACConfig:
     """Polyak rate of the target critics and the EMA policy."""
 
     def __post_init__(self):
-        if self.q_normalization not in Q_NORMALIZATIONS:
-            raise ValueError(f"q_normalization must be one of {', '.join(Q_NORMALIZATIONS)}, got {self.q_normalization!r}.")
+        if self.q_normalization not in diffusion.RSSM_NORMALIZATIONS:
+            raise ValueError(f"q_normalization must be one of {', '.join(diffusion.RSSM_NORMALIZATIONS)}, "
+                             f"got {self.q_normalization!r}.")
         if self.proposal not in PROPOSALS:
             raise ValueError(f"proposal must be one of {', '.join(PROPOSALS)}, got {self.proposal!r}.")
         for name in ("num_steps", "num_candidates", "num_draws", "policy_delay", "alpha_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.target_candidates < 0:
+            raise ValueError(f"target_candidates must be 0 (same as num_candidates) or positive, got {self.target_candidates}.")
+        for name in ("energy_scale", "init_alpha"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.noise_scale < 0 or (self.autotune_alpha and self.noise_scale == 0):
+            raise ValueError(f"noise_scale must be positive (or 0 with autotune_alpha off), got {self.noise_scale}.")
+        if self.truncated_draws and not self.clip_a0:
+            raise ValueError("truncated_draws needs clip_a0: the draws are truncated to the action box.")
 
 
 class SDACState(flax.struct.PyTreeNode):
@@ -111,7 +143,8 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
     schedule = diffusion.make_vp_schedule(config.schedule, config.num_steps, **kw)
     eps_net = nets.EpsNet(config.hidden, act_dim, config.activation)
     critic_net = nets.Critics(2, config.hidden, config.activation)
-    policy_lr = optax.linear_schedule(config.policy_lr, config.policy_lr_end, config.policy_lr_decay_steps)
+    policy_lr = optax.linear_schedule(config.policy_lr, config.policy_lr_end, config.policy_lr_decay_steps,
+                                      config.policy_lr_decay_begin)
     policy_opt, critic_opt, alpha_opt = adam(policy_lr), adam(config.critic_lr), adam(config.alpha_lr)
     target_entropy = config.target_entropy_per_dim * act_dim
 
@@ -121,8 +154,8 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
         eps_fn = lambda x, t: eps_net.apply(policy, obs, x, t)
         return diffusion.ddpm_sample(eps_fn, key, obs.shape[:2] + (act_dim,), schedule, init_scale=config.init_scale)
 
-    def best_of_n(policy, critic, obs, key):
-        candidates = sample(policy, obs, key, config.num_candidates)
+    def best_of_n(policy, critic, obs, key, n=config.num_candidates):
+        candidates = sample(policy, obs, key, n)
         obs_n = jnp.broadcast_to(obs[:, None], candidates.shape[:2] + (obs_dim,))
         q = critic_net.apply(critic, obs_n, candidates).min(0)
         return diffusion.best_of_n(candidates, q)
@@ -153,6 +186,9 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
         k_a, k_noise = jax.random.split(key)
         if config.proposal == "policy":
             a0 = sample(state.policy, batch["obs"], k_a, 1)[:, 0]
+        elif config.proposal == "acting":
+            k_a, k_acting_noise = jax.random.split(k_a)
+            a0 = noisy(best_of_n(state.ema_policy, state.critic, batch["obs"], k_a), state.log_alpha, k_acting_noise)
         elif config.proposal == "replay":
             a0 = batch["action"]
         else:  # uniform: a_0 uniform on the action box
@@ -160,16 +196,21 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
         return diffusion.vp_forward(a0, t, jax.random.normal(k_noise, a0.shape), schedule)
 
     def policy_update(state: SDACState, critic, batch, key):
-        k_t, k_prop, k_draw = jax.random.split(key, 3)
+        k_t, k_prop, k_draw, k_ref = jax.random.split(key, 4)
         obs = batch["obs"]
         t = jax.random.randint(k_t, (obs.shape[0],), 0, config.num_steps)
         a_t = proposal(state, batch, t, k_prop)
         a0, eps = diffusion.rssm_reverse_draws(a_t, t, schedule, k_draw, config.num_draws,
-                                               clip=1.0 if config.clip_a0 else None)
+                                               clip=1.0 if config.clip_a0 else None, truncate=config.truncated_draws)
         obs_m = jnp.broadcast_to(obs[:, None], a0.shape[:2] + (obs_dim,))
         q = critic_net.apply(critic, obs_m, a0).min(0)
-        temperature = jnp.exp(state.log_alpha) * config.energy_scale
-        weights = diffusion.rssm_weights(q, normalize=config.q_normalization, temperature=temperature)
+        reference = None
+        if config.q_normalization == "action_spread":
+            uniform = jax.random.uniform(k_ref, (obs.shape[0], config.spread_actions, act_dim), minval=-1.0, maxval=1.0)
+            obs_k = jnp.broadcast_to(obs[:, None], uniform.shape[:2] + (obs_dim,))
+            reference = critic_net.apply(critic, obs_k, uniform).min(0)
+        temperature = config.energy_scale * (jnp.exp(state.log_alpha) if config.temperature_follows_alpha else 1.0)
+        weights = diffusion.rssm_weights(q, config.q_normalization, temperature, reference)
 
         def loss_fn(params):
             return diffusion.rssm_loss(eps_net.apply(params, obs, a_t, t), eps, weights)
@@ -181,40 +222,32 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
 
     def step(state: SDACState, batch, key):
         k_next, k_noise, k_pi = jax.random.split(key, 3)
-        next_action = noisy(best_of_n(state.ema_policy, state.target_critic, batch["next_obs"], k_next),
-                            state.log_alpha, k_noise)
-        next_q = critic_net.apply(state.target_critic, batch["next_obs"], next_action).min(0)
-        target = td_target(config.reward_scale * batch["reward"], batch["terminated"], next_q, config.gamma)
-
-        critic, c_opt, c_loss, q_mean = critic_step(critic_net, critic_opt, state.critic, state.critic_opt,
-                                                    batch["obs"], batch["action"], target)
-        state = state.replace(critic=critic, critic_opt=c_opt, steps=state.steps + 1)
+        next_action = noisy(best_of_n(state.ema_policy, state.target_critic, batch["next_obs"], k_next,
+                                      config.target_candidates or config.num_candidates), state.log_alpha, k_noise)
+        # the targets move with the (delayed) policy, as in the SDAC code
+        state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma,
+                                    reward_scale=config.reward_scale)
+        state = state.replace(steps=state.steps + 1)
 
         def update_policy(state):
-            policy, p_opt, loss, ess = policy_update(state, critic, batch, k_pi)
-            return state.replace(
-                policy=policy, policy_opt=p_opt,
-                ema_policy=nets.soft_update(state.ema_policy, policy, config.tau),
-                target_critic=nets.soft_update(state.target_critic, state.critic, config.tau),
-            ), loss, ess
+            policy, p_opt, loss, ess = policy_update(state, state.critic, batch, k_pi)
+            state = polyak_target(state, config.tau).replace(
+                policy=policy, policy_opt=p_opt, ema_policy=nets.soft_update(state.ema_policy, policy, config.tau))
+            return state, {"policy_loss": loss, "rssm_ess": ess}
 
-        def skip(state):
-            return state, jnp.float32(jnp.nan), jnp.float32(jnp.nan)
-
-        state, p_loss, ess = jax.lax.cond(state.steps % config.policy_delay == 0, update_policy, skip, state)
+        state, policy_info = delayed(state.steps, config.policy_delay, update_policy, state)
 
         if config.autotune_alpha:
             def update_alpha(state):
                 std = config.noise_scale * jnp.exp(state.log_alpha)
                 entropy = 0.5 * act_dim * jnp.log(2 * math.pi * math.e * std**2)
-                grad = jax.grad(lambda la: -la * jax.lax.stop_gradient(target_entropy - entropy))(state.log_alpha)
+                grad = jax.grad(alpha_loss)(state.log_alpha, entropy, target_entropy)
                 log_alpha, a_opt = apply_grads(alpha_opt, state.log_alpha, state.alpha_opt, grad)
                 return state.replace(log_alpha=log_alpha, alpha_opt=a_opt)
 
             state = jax.lax.cond(state.steps % config.alpha_every == 0, update_alpha, lambda s: s, state)
 
-        info = {"critic_loss": c_loss, "policy_loss": p_loss, "q_mean": q_mean, "alpha": jnp.exp(state.log_alpha),
-                "rssm_ess": ess}
+        info = {**info, **policy_info, "alpha": jnp.exp(state.log_alpha)}
         return state, info
 
     @jax.jit
@@ -231,16 +264,20 @@ SPEC = AlgoSpec(
     description="Soft Diffusion Actor-Critic: VP diffusion policy trained with reverse-sampling score matching.",
     presets={
         "paper": Preset(
-            "SPEC §4.4-4.5: T=20 cosine, N=32, M=64, 3x256 Mish, 5 envs, UTD 0.2, 30k warm-up (GPU-sized).",
-            agent={},
+            "SPEC §4.4-4.5 and the camera-ready code: T=20 cosine, N=32, M=64, acting-sample proposal, chain from "
+            "0.5·N(0, I), 3x256 Mish, policy lr decay after 25k updates, 5 envs, UTD 0.2, 30k warm-up (GPU-sized).",
+            agent={"proposal": "acting", "init_scale": 0.5, "policy_lr_decay_begin": 25_000},
             train={"num_envs": 5, "utd": 0.2, "warmup_steps": 30_000, "eval_every": 50_000, "eval_episodes": 20},
         ),
         "cpu": Preset(
-            "Cheap CPU configuration (benchmarks/sdac): T=5, N=4, M=32, replay proposal, per-state Q scaling, "
-            "2x256 ReLU, UTD 0.5.",
-            agent={"num_steps": 5, "num_candidates": 4, "num_draws": 32, "proposal": "replay",
-                   "q_normalization": "per_state", "hidden": (256, 256), "activation": "relu", "alpha_every": 50},
-            train={"utd": 0.5, "warmup_steps": 5_000},
+            "Chosen on DMC cheetah-run (benchmarks/sdac): T=5, one policy sample per action (no best-of-N, no added "
+            "noise: the Boltzmann policy explores), M=16 truncated reverse draws of a policy-sample proposal, "
+            "temperature 0.05 on unscaled rewards, critic lr 1e-3, one critic and one policy update per env step.",
+            agent={"num_steps": 5, "num_candidates": 1, "num_draws": 16, "proposal": "policy", "truncated_draws": True,
+                   "q_normalization": "none", "energy_scale": 0.05, "temperature_follows_alpha": False,
+                   "reward_scale": 1.0, "noise_scale": 0.0, "autotune_alpha": False, "init_alpha": 1.0,
+                   "critic_lr": 1e-3, "policy_delay": 1, "hidden": (256, 256), "activation": "relu"},
+            train={"utd": 1.0, "warmup_steps": 5_000},
         ),
     },
 )

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from boltzrl import nets
-from boltzrl.agents.base import (Agent, AlgoSpec, Preset, adam, apply_grads, critic_step, scan_updates,
-                                 td_target)
+from boltzrl.agents.base import Agent, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.critic import critic_update, delayed, polyak_target
 
 
 @dataclass(frozen=True)
@@ -79,31 +79,22 @@ def make(config: TD3Config, obs_dim: int, act_dim: int) -> Agent:
         noise = config.target_noise * jax.random.normal(key, next_action.shape)
         noise = jnp.clip(noise, -config.target_noise_clip, config.target_noise_clip)
         next_action = jnp.clip(next_action + noise, -1.0, 1.0)
-        next_q = critic_net.apply(state.target_critic, batch["next_obs"], next_action).min(0)
-        target = td_target(batch["reward"], batch["terminated"], next_q, config.gamma)
+        state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma)
+        state = state.replace(steps=state.steps + 1)
 
-        critic, c_opt, c_loss, q_mean = critic_step(critic_net, critic_opt, state.critic, state.critic_opt,
-                                                    batch["obs"], batch["action"], target)
-        state = state.replace(critic=critic, critic_opt=c_opt, steps=state.steps + 1)
-
-        def actor_loss(params):
+        def actor_loss(params, critic):
             action = actor_net.apply(params, batch["obs"])
             return -critic_net.apply(critic, batch["obs"], action)[0].mean()
 
         def update_actor_and_targets(state):
-            a_loss, grads = jax.value_and_grad(actor_loss)(state.actor)
+            a_loss, grads = jax.value_and_grad(actor_loss)(state.actor, state.critic)
             actor, a_opt = apply_grads(actor_opt, state.actor, state.actor_opt, grads)
-            return state.replace(
-                actor=actor, actor_opt=a_opt,
-                target_actor=nets.soft_update(state.target_actor, actor, config.tau),
-                target_critic=nets.soft_update(state.target_critic, state.critic, config.tau),
-            ), a_loss
+            state = state.replace(actor=actor, actor_opt=a_opt,
+                                  target_actor=nets.soft_update(state.target_actor, actor, config.tau))
+            return polyak_target(state, config.tau), {"actor_loss": a_loss}
 
-        def skip(state):
-            return state, jnp.float32(jnp.nan)
-
-        state, a_loss = jax.lax.cond(state.steps % config.policy_delay == 0, update_actor_and_targets, skip, state)
-        return state, {"critic_loss": c_loss, "actor_loss": a_loss, "q_mean": q_mean}
+        state, actor_info = delayed(state.steps, config.policy_delay, update_actor_and_targets, state)
+        return state, {**info, **actor_info}
 
     @jax.jit
     def update(state, batches, key):

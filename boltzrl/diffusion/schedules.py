@@ -42,10 +42,16 @@ def cosine_schedule(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -
 
 
 def linear_schedule(
-    num_steps: int, beta_min: float = 1e-4, beta_max: float = 0.02, scale: float = 1.0
+    num_steps: int, beta_min: float = 1e-4, beta_max: float = 0.02, scale: float = 1.0,
+    reference_steps: int | None = 1000,
 ) -> VPSchedule:
-    """β linear from beta_min to beta_max, then multiplied by scale."""
-    return vp_schedule_from_betas(scale * np.linspace(beta_min, beta_max, num_steps))
+    """β linear from beta_min to beta_max, stretched by reference_steps/T, then multiplied by scale.
+
+    The stretch (improved DDPM's, and the SDAC code's) makes a short chain span the noise range of the
+    reference_steps-step chain: with T = 20 and scale 0.8, ᾱ_T ≈ 5e-6; without it ᾱ_T would be 0.85 and the
+    chain would never start from noise. reference_steps=None takes beta_min..beta_max as given."""
+    stretch = 1.0 if reference_steps is None else reference_steps / num_steps
+    return vp_schedule_from_betas(np.clip(scale * stretch * np.linspace(beta_min, beta_max, num_steps), 0.0, 0.999))
 
 
 def vp_sde_schedule(num_steps: int, b_min: float = 0.1, b_max: float = 10.0) -> VPSchedule:

@@ -37,37 +37,83 @@ def dsm_loss(eps_pred, noise) -> jnp.ndarray:
 # ------------------------------------------------------------------------------------------------ RSSM
 
 
-def rssm_reverse_draws(a_t, t_index, schedule: VPSchedule, key, num_draws: int, clip: float | None = None):
+def truncated_standard_normal(key, lower, upper, shape=None) -> jnp.ndarray:
+    """Standard normal draws truncated to [lower, upper], accurate however far into a tail the interval lies.
+
+    `jax.random.truncated_normal` saturates erf there and returns the wrong end of the interval (e.g. −50 for
+    [−50, −10]). Here the interval is mirrored onto the left half-line, inverted with log Φ (exact in the tail)
+    and, past 5 standard deviations where float32 Φ underflows, with the tail's exponential limit
+    p(z) ∝ exp(|u|·z) on z ≤ u (relative density error exp(−(z − u)²/2), under 2% over its bulk)."""
+    shape = jnp.broadcast_shapes(jnp.shape(lower), jnp.shape(upper)) if shape is None else shape
+    mirror = lower > 0  # put the interval's mass on the left, where log Φ does not round to 0
+    lo, hi = jnp.where(mirror, -upper, lower), jnp.where(mirror, -lower, upper)
+    u = jax.random.uniform(key, shape, minval=1e-7, maxval=1.0 - 1e-7)
+    log_hi, log_lo = jax.scipy.special.log_ndtr(hi), jax.scipy.special.log_ndtr(lo)
+    log_p = log_hi + jnp.log(u + (1.0 - u) * jnp.exp(log_lo - log_hi))
+    z_exact = jax.scipy.special.ndtri(jnp.exp(log_p))
+    rate = jnp.maximum(-hi, 1.0)
+    z_tail = hi + jnp.log(1.0 - u * -jnp.expm1(-rate * (hi - lo))) / rate
+    z = jnp.clip(jnp.where(hi < -5.0, z_tail, z_exact), lo, hi)
+    return jnp.where(mirror, -z, z)
+
+
+def rssm_reverse_draws(a_t, t_index, schedule: VPSchedule, key, num_draws: int, clip: float | None = None,
+                       truncate: bool = False):
     """M reverse draws from q̃(a_0 | a_t) = N(a_t/√ᾱ_t, (1/ᾱ_t − 1)·I): a_0^j = a_t/√ᾱ_t − √(1/ᾱ_t − 1)·ε^j.
 
-    a_t (..., d), t_index scalar or shape (...). Returns (a0 (..., M, d), eps (..., M, d)). The ε^j are the
-    exact noises with a_t = √ᾱ_t·a_0^j + √(1 − ᾱ_t)·ε^j for the unclipped a_0^j, and they are the regression
-    targets, so they are never clipped; `clip` only bounds the returned a0, which is where the energy is
-    evaluated (a critic trained on [−1, 1] is meaningless outside it)."""
-    eps = jax.random.normal(key, a_t.shape[:-1] + (num_draws, a_t.shape[-1]), a_t.dtype)
+    a_t (..., d), t_index scalar or shape (...). Returns (a0 (..., M, d), eps (..., M, d)), with
+    a_t = √ᾱ_t·a_0^j + √(1 − ᾱ_t)·ε^j exactly for the drawn a_0^j; the ε^j are the regression targets.
+    `clip` bounds the returned a0 only, where the energy is evaluated (a critic trained on [−1, 1] is
+    meaningless outside it), keeping the unclipped ε^j: draws outside the box are moved onto its faces.
+    `truncate` instead draws from q̃ truncated to [−clip, clip] and derives ε^j from those draws: for an energy
+    supported on the box this is exact self-normalised importance sampling of p(a_0 | a_t); at large t, where
+    q̃ is wide, the draws spread over the box instead of piling up on its corners."""
     ab = _alpha_bar(schedule, t_index)[..., None]  # (..., 1, 1)
-    a0 = a_t[..., None, :] / jnp.sqrt(ab) - jnp.sqrt(1.0 / ab - 1.0) * eps
+    mean, std = a_t[..., None, :] / jnp.sqrt(ab), jnp.sqrt(1.0 / ab - 1.0)
+    shape = a_t.shape[:-1] + (num_draws, a_t.shape[-1])
+    if truncate:
+        if clip is None:
+            raise ValueError("truncated reverse draws need a box: pass clip.")
+        eps = -truncated_standard_normal(key, (-clip - mean) / std, (clip - mean) / std, shape)
+        return mean - std * eps, eps
+    eps = jax.random.normal(key, shape, a_t.dtype)
+    a0 = mean - std * eps
     if clip is not None:
         a0 = jnp.clip(a0, -clip, clip)
     return a0, eps
 
 
-def rssm_weights(neg_energy, normalize: str = "none", temperature: float = 1.0) -> jnp.ndarray:
+RSSM_NORMALIZATIONS = ("none", "batch", "per_state", "action_spread")
+
+
+def rssm_weights(neg_energy, normalize: str = "none", temperature: float = 1.0, reference=None) -> jnp.ndarray:
     """Self-normalised weights over the draws (last axis): softmax_j(z_j / temperature), no gradient.
 
     neg_energy (..., M) is −E(a_0^j): pass Q/α with temperature 1, or Q with temperature α.
     normalize="batch" is SDAC's numerical-stability variant: z = (neg_energy − mean)/std, mean and std over all
     entries (every state of the batch and every draw), before dividing by the temperature; i.e. with Q and
     temperature α the weights are softmax_j(((Q − mean Q)/std Q)/α). The mean cancels in the softmax; the
-    std makes α a temperature relative to the spread of Q. normalize="per_state" takes the mean and std over
-    each state's M draws instead, which makes the temperature independent of the reward scale."""
-    if normalize not in ("none", "batch", "per_state"):
-        raise ValueError(f"normalize must be none, batch or per_state, got {normalize!r}.")
+    std, dominated by how Q differs between states, makes the weights nearly uniform.
+    normalize="per_state" takes the mean and std over each state's M draws instead: scale-free, but the
+    effective temperature then changes with the noise level t (draws at small t are close together), so the
+    steps of the chain no longer target one density.
+    normalize="action_spread" divides by one number for the whole batch: the within-state standard deviation of
+    `reference` (..., K), the energy at K uniform actions of each state, pooled over states. The weights are then
+    those of the Boltzmann density exp(Q/(temperature·spread)): the same density at every t and for every state,
+    with a temperature measured in units of how much Q varies over the action box, so it does not depend on the
+    reward scale."""
+    if normalize not in RSSM_NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {', '.join(RSSM_NORMALIZATIONS)}, got {normalize!r}.")
     z = jax.lax.stop_gradient(neg_energy)
     if normalize == "batch":
         z = (z - jnp.mean(z)) / jnp.maximum(jnp.std(z), 1e-6)
     elif normalize == "per_state":
         z = (z - z.mean(-1, keepdims=True)) / jnp.maximum(z.std(-1, keepdims=True), 1e-6)
+    elif normalize == "action_spread":
+        if reference is None:
+            raise ValueError("normalize='action_spread' needs the energies at reference actions.")
+        spread = jnp.sqrt(jnp.mean(jnp.var(jax.lax.stop_gradient(reference), axis=-1)))
+        z = z / jnp.maximum(spread, 1e-6)
     return jax.nn.softmax(z / temperature, axis=-1)
 
 

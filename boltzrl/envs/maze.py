@@ -29,59 +29,13 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-# '1' wall, '0' free, 'g' goal, 'r' start; row 0 is the top (largest y).
-MAZE_LAYOUT = (
-    "111111111",
-    "1g0000101",
-    "101100101",
-    "100000101",
-    "1000r0001",
-    "101000001",
-    "101100101",
-    "1000011g1",
-    "111111111",
-)
-CELL_SIZE = 1.0
+from boltzrl.envs.maze_layout import CELL_SIZE, COLS, GOAL_RADIUS, GOAL_XY, ROWS, START_XY, WALL_CELLS, cell_centre
+from boltzrl.envs.maze_metrics import maze_metrics, plot_trajectories
+
 WALL_HEIGHT = 0.4
 POSITION_NOISE = 0.25
-GOAL_RADIUS = 0.45
 EPISODE_STEPS = 600
 MAX_SPEED = 5.0
-
-_ROWS, _COLS = len(MAZE_LAYOUT), len(MAZE_LAYOUT[0])
-_FREE = np.array([[c != "1" for c in line] for line in MAZE_LAYOUT])
-
-
-def cell_centre(row: int, col: int) -> np.ndarray:
-    """(x, y) of a cell's centre; the maze is centred on the origin, as in PointMaze."""
-    x = (col + 0.5) * CELL_SIZE - _COLS * CELL_SIZE / 2
-    y = _ROWS * CELL_SIZE / 2 - (row + 0.5) * CELL_SIZE
-    return np.array([x, y])
-
-
-def xy_to_cell(xy: np.ndarray) -> np.ndarray:
-    """Integer (row, col) of the cell holding each point; xy has shape (..., 2)."""
-    xy = np.asarray(xy, dtype=np.float64)
-    row = np.floor((_ROWS * CELL_SIZE / 2 - xy[..., 1]) / CELL_SIZE)
-    col = np.floor((xy[..., 0] + _COLS * CELL_SIZE / 2) / CELL_SIZE)
-    return np.stack([row, col], axis=-1).astype(np.int64)
-
-
-def is_free(xy: np.ndarray) -> np.ndarray:
-    """Whether each point lies inside the maze in a non-wall cell."""
-    cell = xy_to_cell(xy)
-    row, col = cell[..., 0], cell[..., 1]
-    inside = (row >= 0) & (row < _ROWS) & (col >= 0) & (col < _COLS)
-    return inside & _FREE[np.clip(row, 0, _ROWS - 1), np.clip(col, 0, _COLS - 1)]
-
-
-def _cells_marked(mark: str) -> list[tuple[int, int]]:
-    return [(i, j) for i, line in enumerate(MAZE_LAYOUT) for j, c in enumerate(line) if c == mark]
-
-
-WALL_CELLS = tuple(_cells_marked("1"))
-START_XY = cell_centre(*_cells_marked("r")[0])  # (0, 0)
-GOAL_XY = np.stack([cell_centre(*cell) for cell in _cells_marked("g")])  # [(-3, 3), (3, -3)]
 
 
 def _maze_xml() -> str:
@@ -211,7 +165,7 @@ class MultiGoalMazeEnv(gym.Env):
             self._renderer = mujoco.Renderer(self.model, *self._size)
             self._camera = mujoco.MjvCamera()
             self._camera.lookat[:] = (0.0, 0.0, 0.0)
-            self._camera.distance = 1.4 * max(_ROWS, _COLS) * CELL_SIZE
+            self._camera.distance = 1.4 * max(ROWS, COLS) * CELL_SIZE
             self._camera.elevation = -90.0  # top-down
             self._camera.azimuth = 90.0
         self._renderer.update_scene(self.data, camera=self._camera)
@@ -220,8 +174,6 @@ class MultiGoalMazeEnv(gym.Env):
     def evaluation_metrics(self, trajectories, reset_infos, out_dir=None, tag="eval") -> dict[str, float]:
         """Multimodality metrics of evaluation episodes (goal fractions, routes) and, with out_dir, a PNG of
         the trajectories in out_dir/figures/{tag}.png. Called by the training loop's evaluator."""
-        from boltzrl.maze_metrics import maze_metrics, plot_trajectories
-
         goals = np.array([info["goal"] for info in reset_infos]) if reset_infos else None
         metrics = maze_metrics(trajectories, episode_goals=goals)
         if out_dir is not None:

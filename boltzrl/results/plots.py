@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from boltzrl.results.load import load_paper
+
 CURVE_REPS = 1_000  # bootstrap resamples per evaluation step (a band, not a reported number)
 
 
@@ -48,8 +50,6 @@ def _file_name(task: str) -> str:
 def plot_curves(runs, out: str | Path) -> dict[str, Path]:
     """Write curves_TASK.png into `out` for every task; returns {task: path}."""
     from matplotlib.figure import Figure  # no pyplot: renders with Agg and leaves the user's backend alone
-
-    from boltzrl.results.report import load_paper
 
     paper = load_paper()["dqs"]["returns"]
     out = Path(out)

@@ -10,7 +10,8 @@ from boltzrl.sampling.energies import (
     list_energies,
     register_energy,
 )
-from boltzrl.sampling.methods import METHOD_DESCRIPTIONS, MethodResult, SamplerConfig, list_methods, run_method
+from boltzrl.sampling.methods import METHOD_DESCRIPTIONS, SamplerConfig, list_methods
+from boltzrl.sampling.runner import MethodResult, run_method
 
 __all__ = [
     "ENERGIES",

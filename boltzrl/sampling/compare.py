@@ -14,7 +14,8 @@ import numpy as np
 
 from boltzrl import metrics
 from boltzrl.sampling.energies import Energy, grid_sample
-from boltzrl.sampling.methods import SamplerConfig, method_applies, run_method
+from boltzrl.sampling.methods import SamplerConfig, method_applies
+from boltzrl.sampling.runner import run_method
 
 KL_BINS = 40  # cells per axis of the KL grid
 MMD_POINTS = 2000  # MMD uses the first 2000 samples of each set (its cost is quadratic)

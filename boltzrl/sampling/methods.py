@@ -1,5 +1,7 @@
 """Samplers of p(x) ∝ exp(−E(x)) for the toy comparison: diffusion models trained from the energy alone
-(RSSM, iDEM), one trained on true samples (DSM), and Langevin dynamics with the exact score.
+(RSSM, iDEM), one trained on true samples (DSM), and the registry of every method, Langevin dynamics with the
+exact score (`langevin.py`) included. Each diffusion method is a loss, an initialiser and a sampler; the
+training loop that fits them is in `runner.py`.
 
 The diffusion methods work in the unit space u = x / energy.scale, where the support lies in about [−1, 1]^d:
 the VP chain clips x̂₀ to [−1, 1] and its noise levels are set for that range, so a box like [−40, 40]² must be
@@ -15,13 +17,11 @@ on these positions directly rather than on a buffer of its own samples.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from boltzrl.diffusion import (
     VESchedule,
@@ -81,16 +81,6 @@ class SamplerConfig:
     langevin_long_steps: int = 2000
 
 
-@dataclasses.dataclass
-class MethodResult:
-    samples: np.ndarray  # (n, dim), data space
-    train_time: float  # wall-clock seconds spent training, compilation excluded (0 for Langevin)
-    train_cpu_time: float  # CPU seconds of this process while training (all threads): steadier on a shared machine
-    compile_time: float  # seconds to compile the training step (0 when reused from an earlier seed)
-    sample_time: float  # seconds to draw the samples, compilation included
-    info: dict
-
-
 # ------------------------------------------------------------------------------------------- helpers
 
 
@@ -118,27 +108,6 @@ def _network(energy: Energy, config: SamplerConfig):
     init = lambda key: net.init(key, no_state, features(jnp.zeros((1, energy.dim))), jnp.zeros((1,)))
     apply = lambda params, x, t: net.apply(params, no_state, features(x), t)
     return init, apply
-
-
-def _fit(loss_fn: Callable, init_params: Callable, config: SamplerConfig) -> Callable:
-    """train(key) -> (params, losses): Adam on loss_fn(params, key), all steps in one lax.scan."""
-    optimizer = optax.adam(config.learning_rate)
-
-    def train(key):
-        init_key, loop_key = jax.random.split(key)
-        params = init_params(init_key)
-
-        def step(carry, step_key):
-            params, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(params, step_key)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
-        keys = jax.random.split(loop_key, config.train_steps)
-        (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), keys)
-        return params, losses
-
-    return train
 
 
 def log_snr_schedule(num_steps: int, nsr_min: float, nsr_max: float) -> VPSchedule:
@@ -184,7 +153,7 @@ def _rssm(proposal: Callable) -> Callable:
             a0, eps = rssm_reverse_draws(a_t, t, schedule, k_draws, config.num_draws)
             return rssm_loss(apply(params, a_t, t), eps, rssm_weights(-unit_energy(a0)))
 
-        return _fit(loss_fn, init, config), _vp_sampler(apply, energy, config)
+        return loss_fn, init, _vp_sampler(apply, energy, config)
 
     return build
 
@@ -212,7 +181,7 @@ def _dsm(energy: Energy, config: SamplerConfig):
         noise = jax.random.normal(k_noise, (b, d))
         return dsm_loss(apply(params, vp_forward(x0, t, noise, schedule), t), noise)
 
-    return _fit(loss_fn, init, config), _vp_sampler(apply, energy, config)
+    return loss_fn, init, _vp_sampler(apply, energy, config)
 
 
 def _idem(energy: Energy, config: SamplerConfig):
@@ -252,51 +221,12 @@ def _idem(energy: Energy, config: SamplerConfig):
         score_fn = lambda x, t: score(params, x, t)
         return energy.scale * ve_euler_maruyama(score_fn, key, (n, energy.dim), schedule, config.ve_steps)
 
-    return _fit(loss_fn, init, config), sample
-
-
-# ------------------------------------------------------------------------------------------- Langevin
-
-
-def _langevin_init(energy: Energy, key, n):
-    box = jnp.asarray(energy.bounds, jnp.float32)
-    return jax.random.uniform(key, (n, energy.dim), minval=box[:, 0], maxval=box[:, 1])
-
-
-def unadjusted_langevin(energy: Energy, key, n: int, num_steps: int) -> jax.Array:
-    """x ← x − ε∇E(x) + √(2ε)·z from uniform starts over the box: BlackJAX's SGLD kernel with the exact
-    gradient is unadjusted Langevin."""
-    import blackjax  # optional dependency (extra "sampling")
-
-    grad_log_p = jax.grad(lambda xs, _: -jnp.sum(energy.energies(xs)))
-    kernel = blackjax.sgld(grad_log_p)
-    init_key, chain_key = jax.random.split(key)
-
-    def step(x, step_key):
-        return kernel.step(step_key, x, None, energy.langevin_step), None
-
-    x, _ = jax.lax.scan(step, _langevin_init(energy, init_key, n), jax.random.split(chain_key, num_steps))
-    return x
-
-
-def mala(energy: Energy, key, n: int, num_steps: int) -> tuple[jax.Array, jax.Array]:
-    """Metropolis-adjusted Langevin (BlackJAX), one chain per sample; returns (samples, acceptance rate)."""
-    import blackjax
-
-    kernel = blackjax.mala(lambda x: -energy.energy_fn(x), energy.langevin_step)
-    init_key, chain_key = jax.random.split(key)
-    states = jax.vmap(kernel.init)(_langevin_init(energy, init_key, n))
-
-    def step(states, step_key):
-        states, info = jax.vmap(kernel.step)(jax.random.split(step_key, n), states)
-        return states, jnp.mean(info.acceptance_rate)
-
-    states, acceptance = jax.lax.scan(step, states, jax.random.split(chain_key, num_steps))
-    return states.position, jnp.mean(acceptance)
+    return loss_fn, init, sample
 
 
 # ------------------------------------------------------------------------------------------- registry
 
+# name -> build(energy, config) -> (loss_fn(params, key), init_params(key), sample(params, key, n))
 TRAINED_METHODS: dict[str, Callable] = {
     "rssm": _rssm(_uniform_proposal),
     "rssm_gauss": _rssm(_gauss_proposal),
@@ -322,51 +252,3 @@ def method_applies(name: str, energy: Energy) -> bool:
     """DSM needs exact samples; every other method needs only the energy."""
     return name != "dsm" or energy.has_samples
 
-
-_COMPILED: dict = {}  # (method, energy, config) -> (compiled train, sample fn); reused across seeds
-
-
-def _compiled_method(name: str, energy: Energy, config: SamplerConfig):
-    cache_key = (name, id(energy), config)
-    if cache_key not in _COMPILED:
-        train, sample = TRAINED_METHODS[name](energy, config)
-        start = time.perf_counter()
-        compiled = jax.jit(train).lower(jax.random.key(0)).compile()
-        _COMPILED[cache_key] = (compiled, jax.jit(sample, static_argnums=2), time.perf_counter() - start, energy)
-        return _COMPILED[cache_key][:3]
-    compiled, sample, _, _ = _COMPILED[cache_key]
-    return compiled, sample, 0.0
-
-
-def run_method(
-    name: str, energy: Energy, seed: int, num_samples: int = 2000, config: SamplerConfig = SamplerConfig()
-) -> MethodResult:
-    """Train (where the method learns) and draw `num_samples` samples in data space."""
-    if name not in METHOD_DESCRIPTIONS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(list_methods())}")
-    if not method_applies(name, energy):
-        raise ValueError(f"method {name!r} needs exact samples and energy {energy.name!r} has none")
-    train_key, sample_key = jax.random.split(jax.random.key(seed))
-
-    if name in LANGEVIN_METHODS:
-        start = time.perf_counter()
-        if name == "langevin":
-            fn = jax.jit(unadjusted_langevin, static_argnums=(0, 2, 3))
-            samples, info = fn(energy, sample_key, num_samples, config.langevin_steps), {}
-        else:
-            fn = jax.jit(mala, static_argnums=(0, 2, 3))
-            samples, acceptance = fn(energy, sample_key, num_samples, config.langevin_long_steps)
-            info = {"acceptance": float(acceptance)}
-        samples = np.asarray(jax.block_until_ready(samples))
-        return MethodResult(samples, 0.0, 0.0, 0.0, time.perf_counter() - start, info)
-
-    compiled, sample, compile_time = _compiled_method(name, energy, config)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    params, losses = jax.block_until_ready(compiled(train_key))
-    train_time, train_cpu_time = time.perf_counter() - start, time.process_time() - cpu_start
-    start = time.perf_counter()
-    samples = np.asarray(jax.block_until_ready(sample(params, sample_key, num_samples)))
-    sample_time = time.perf_counter() - start
-    tail = np.asarray(losses)[-max(1, len(losses) // 10) :]
-    info = {"final_loss": float(tail.mean()), "finite": bool(np.isfinite(samples).all())}
-    return MethodResult(samples, train_time, train_cpu_time, compile_time, sample_time, info)

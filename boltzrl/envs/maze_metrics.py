@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from boltzrl.envs.maze import CELL_SIZE, GOAL_RADIUS, GOAL_XY, START_XY, WALL_CELLS, cell_centre
+from boltzrl.envs.maze_layout import CELL_SIZE, GOAL_RADIUS, GOAL_XY, START_XY, WALL_CELLS, cell_centre
 
 ROUTES = ("N", "E", "S", "W")
 CENTRE_HALF_WIDTH = 1.5 * CELL_SIZE

@@ -1,0 +1,62 @@
+"""The critic stage every actor-critic here shares, and the delayed-update switch.
+
+Only how the next action a′ is drawn differs between the algorithms; given a′, the step is the same:
+
+    y = r + γ·(1 − terminated)·(min_j Q̄_j(s′, a′) − penalty)
+    L = Σ_j mean_batch (Q_j(s, a) − y)²,   then   Q̄ ← (1 − τ)·Q̄ + τ·Q
+
+with penalty = α·log π(a′|s′) for SAC and none otherwise. The agent states hold `critic`, `critic_opt` and
+`target_critic`, which is what these helpers read and replace.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from boltzrl import nets
+from boltzrl.agents.base import critic_step, td_target
+
+
+def clipped_double_q_target(next_qs, reward, terminated, gamma: float, next_penalty=None):
+    """y = r + γ·(1 − terminated)·(min_j Q̄_j(s′, a′) − penalty) from the target ensemble's values (E, B); the
+    minimum over the ensemble counters the overestimation of a maximising actor (Fujimoto et al. 2018)."""
+    next_q = next_qs.min(0)
+    if next_penalty is not None:
+        next_q = next_q - next_penalty
+    return td_target(reward, terminated, next_q, gamma)
+
+
+def polyak_target(state, tau: float):
+    """The state with target_critic moved a step τ towards critic."""
+    return state.replace(target_critic=nets.soft_update(state.target_critic, state.critic, tau))
+
+
+def critic_update(critic_net, opt, state, batch, next_action, gamma: float, tau: float | None = None,
+                  next_penalty=None, reward_scale: float | None = None):
+    """One clipped double-Q step on state.critic with the next action a′ (B, d); with tau, also the Polyak step
+    of the targets towards the new critic (leave it None where the targets follow a delayed actor).
+
+    Returns (state, {"critic_loss", "q_mean"})."""
+    reward = batch["reward"] if reward_scale is None else reward_scale * batch["reward"]
+    next_qs = critic_net.apply(state.target_critic, batch["next_obs"], next_action)
+    target = clipped_double_q_target(next_qs, reward, batch["terminated"], gamma, next_penalty)
+    critic, opt_state, loss, q_mean = critic_step(critic_net, opt, state.critic, state.critic_opt, batch["obs"],
+                                                  batch["action"], target)
+    state = state.replace(critic=critic, critic_opt=opt_state)
+    if tau is not None:
+        state = polyak_target(state, tau)
+    return state, {"critic_loss": loss, "q_mean": q_mean}
+
+
+def delayed(step, delay: int, update_fn: Callable, state, nan_info_like: Any = None):
+    """`update_fn(state) -> (state, info)` on the steps where step % delay == 0, else the state unchanged and NaN
+    infos (which the scan's nanmean then leaves out). A `lax.cond`, so the delay costs no recompilation.
+
+    nan_info_like: a pytree shaped like the infos; None reads their shapes off update_fn."""
+    if nan_info_like is None:
+        nan_info_like = jax.eval_shape(update_fn, state)[1]
+    nan_info = jax.tree_util.tree_map(lambda x: jnp.full_like(x, jnp.nan), nan_info_like)
+    return jax.lax.cond(step % delay == 0, update_fn, lambda s: (s, nan_info), state)

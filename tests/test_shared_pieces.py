@@ -1,0 +1,122 @@
+"""The pieces the agents share, each against a hand-computed answer: the clipped double-Q target, the critic
+stage's wiring, Polyak averaging, the delayed-update switch, the tanh-Gaussian log-probability, the temperature
+loss and the pre-tanh Boltzmann energy."""
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from boltzrl import nets
+from boltzrl.agents.base import adam, apply_grads
+from boltzrl.agents.critic import clipped_double_q_target, critic_update, delayed, polyak_target
+from boltzrl.agents.entropy import alpha_loss, sample_tanh_gaussian
+from boltzrl.diffusion import boltzmann_energy, log_tanh_jacobian
+
+
+class CriticState(flax.struct.PyTreeNode):
+    critic: dict
+    target_critic: dict
+    critic_opt: tuple
+
+
+def test_clipped_double_q_target_takes_the_ensemble_minimum_and_stops_at_termination():
+    next_qs = jnp.array([[4.0, 2.0, -1.0], [3.0, 5.0, -3.0]])  # (ensemble, batch)
+    reward, terminated = jnp.array([1.0, 0.5, 2.0]), jnp.array([0.0, 0.0, 1.0])
+    y = clipped_double_q_target(next_qs, reward, terminated, 0.9)
+    np.testing.assert_allclose(y, [1.0 + 0.9 * 3.0, 0.5 + 0.9 * 2.0, 2.0], rtol=1e-6)
+    y = clipped_double_q_target(next_qs, reward, terminated, 0.9, next_penalty=jnp.array([1.0, -1.0, 7.0]))
+    np.testing.assert_allclose(y, [1.0 + 0.9 * 2.0, 0.5 + 0.9 * 3.0, 2.0], rtol=1e-6)
+
+
+def test_polyak_update_arithmetic():
+    target, online = {"w": jnp.array([1.0, -2.0])}, {"w": jnp.array([3.0, 2.0])}
+    np.testing.assert_allclose(nets.soft_update(target, online, 0.25)["w"], [1.5, -1.0])
+    state = CriticState(critic=online, target_critic=target, critic_opt=())
+    moved = polyak_target(state, 0.25)
+    np.testing.assert_allclose(moved.target_critic["w"], [1.5, -1.0])
+    assert moved.critic is online
+
+
+def test_critic_update_regresses_on_the_target_critics_and_moves_them_with_tau():
+    critic_net, opt = nets.Critics(2, (8,)), adam(1e-3)
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    batch = {"obs": rng.normal(size=(5, 3)), "action": rng.uniform(-1, 1, (5, 2)), "reward": rng.normal(size=5),
+             "next_obs": rng.normal(size=(5, 3)), "terminated": np.array([0.0, 1.0, 0.0, 0.0, 1.0])}
+    batch = {k: jnp.asarray(v, jnp.float32) for k, v in batch.items()}
+    critic = critic_net.init(k1, batch["obs"], batch["action"])
+    target_critic = critic_net.init(k2, batch["obs"], batch["action"])  # distinct, so a mix-up shows
+    state = CriticState(critic=critic, target_critic=target_critic, critic_opt=opt.init(critic))
+    next_action, penalty = jnp.tanh(batch["action"][::-1]), jnp.linspace(-1.0, 1.0, 5)
+
+    new, info = critic_update(critic_net, opt, state, batch, next_action, 0.9, tau=0.1, next_penalty=penalty,
+                              reward_scale=0.5)
+    next_q = critic_net.apply(target_critic, batch["next_obs"], next_action).min(0) - penalty
+    y = 0.5 * batch["reward"] + 0.9 * (1.0 - batch["terminated"]) * next_q
+    q = critic_net.apply(critic, batch["obs"], batch["action"])
+    np.testing.assert_allclose(info["critic_loss"], ((q - y) ** 2).mean(-1).sum(), rtol=1e-5)
+    np.testing.assert_allclose(info["q_mean"], q.mean(), rtol=1e-5)
+    grads = jax.grad(lambda p: ((critic_net.apply(p, batch["obs"], batch["action"]) - y) ** 2).mean(-1).sum())(critic)
+    expected_critic = apply_grads(opt, critic, state.critic_opt, grads)[0]
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), new.critic,
+                           expected_critic)
+    jax.tree_util.tree_map(lambda t, c, n: np.testing.assert_allclose(n, 0.9 * t + 0.1 * c, rtol=1e-5, atol=1e-7),
+                           target_critic, new.critic, new.target_critic)
+    untouched, _ = critic_update(critic_net, opt, state, batch, next_action, 0.9)  # tau=None: targets stay
+    assert untouched.target_critic is target_critic
+
+
+@pytest.mark.parametrize("explicit_infos", [False, True])
+def test_delayed_runs_on_multiples_of_the_delay_and_reports_nan_otherwise(explicit_infos):
+    def update(count):
+        return count + 1, {"loss": jnp.float32(2.0), "vec": jnp.ones(3)}
+
+    like = {"loss": jnp.float32(0.0), "vec": jnp.zeros(3)} if explicit_infos else None
+
+    @jax.jit
+    def run(count):
+        def body(count, step):
+            return delayed(step, 3, update, count, like)
+
+        return jax.lax.scan(body, count, jnp.arange(7))
+
+    count, infos = run(jnp.int32(0))
+    ran = np.array([0, 3, 6])
+    assert int(count) == len(ran)
+    np.testing.assert_array_equal(np.flatnonzero(np.isfinite(infos["loss"])), ran)
+    np.testing.assert_array_equal(infos["loss"][ran], 2.0)
+    assert np.isnan(np.delete(np.asarray(infos["vec"]), ran, axis=0)).all() and infos["vec"].shape == (7, 3)
+
+
+def test_tanh_gaussian_log_prob_is_the_change_of_variables():
+    mean = jnp.array([[0.3, -0.5, 1.2], [0.0, 2.0, -1.5]])
+    log_std = jnp.array([[-0.2, 0.1, -1.0], [0.5, -0.7, 0.3]])
+    action, log_prob = sample_tanh_gaussian(mean, log_std, jax.random.PRNGKey(0))
+    u = np.arctanh(np.asarray(action, np.float64))
+    std = np.exp(np.asarray(log_std, np.float64))
+    expected = (norm.logpdf(u, np.asarray(mean, np.float64), std) - np.log1p(-np.tanh(u) ** 2)).sum(-1)
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-4, atol=1e-3)
+    assert np.all(np.abs(action) < 1.0)
+
+
+def test_alpha_loss_lowers_alpha_while_entropy_is_above_target():
+    log_alpha, opt = jnp.float32(0.0), adam(0.1)
+    for entropy, direction in [(1.0, -1.0), (-3.0, 1.0)]:
+        grad = jax.grad(alpha_loss)(log_alpha, jnp.float32(entropy), -2.0)
+        assert float(grad) == pytest.approx(entropy + 2.0)
+        new, _ = apply_grads(opt, log_alpha, opt.init(log_alpha), grad)
+        assert np.sign(float(new - log_alpha)) == direction
+    # the entropy only scales the step: no gradient flows into the policy through it
+    assert float(jax.grad(alpha_loss, argnums=1)(log_alpha, jnp.float32(1.0), -2.0)) == 0.0
+
+
+def test_boltzmann_energy_is_minus_q_over_alpha_minus_the_tanh_log_jacobian():
+    q_fn = lambda s, a: jnp.dot(s, a) - jnp.sum(a**2)
+    s, u, alpha = jnp.array([2.0, -1.0]), jnp.array([0.5, -1.0]), 0.4
+    a = np.tanh(np.array([0.5, -1.0]))
+    expected = -(2.0 * a[0] - a[1] - (a**2).sum()) / alpha - np.log(1.0 - a**2).sum()
+    np.testing.assert_allclose(boltzmann_energy(q_fn, alpha)(u, s), expected, rtol=1e-6)
+    np.testing.assert_allclose(log_tanh_jacobian(u), np.log(1.0 - a**2).sum(), rtol=1e-6)
