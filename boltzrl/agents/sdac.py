@@ -112,7 +112,7 @@ class SDACConfig:
                              f"got {self.q_normalization!r}.")
         if self.proposal not in PROPOSALS:
             raise ValueError(f"proposal must be one of {', '.join(PROPOSALS)}, got {self.proposal!r}.")
-        for name in ("num_steps", "num_candidates", "num_draws", "policy_delay", "alpha_every"):
+        for name in ("num_steps", "num_candidates", "num_draws", "policy_delay", "alpha_every", "spread_actions"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.target_candidates < 0:
