@@ -43,7 +43,7 @@ def truncated_standard_normal(key, lower, upper, shape=None) -> jnp.ndarray:
     `jax.random.truncated_normal` saturates erf there and returns the wrong end of the interval (e.g. −50 for
     [−50, −10]). Here the interval is mirrored onto the left half-line, inverted with log Φ (exact in the tail)
     and, past 5 standard deviations where float32 Φ underflows, with the tail's exponential limit
-    p(z) ∝ exp(|u|·z) on z ≤ u (relative density error exp(−(z − u)²/2), under 2% over its bulk)."""
+    p(z) ∝ exp(|hi|·z) on z ≤ hi (relative density error exp(−(z − hi)²/2), under 2% over its bulk)."""
     shape = jnp.broadcast_shapes(jnp.shape(lower), jnp.shape(upper)) if shape is None else shape
     mirror = lower > 0  # put the interval's mass on the left, where log Φ does not round to 0
     lo, hi = jnp.where(mirror, -upper, lower), jnp.where(mirror, -lower, upper)
