@@ -11,10 +11,10 @@ that noise. An EMA copy of the policy is the one that acts.
 
 The `paper` preset follows the paper and its camera-ready code; knowing departures: the cosine schedule of the
 paper's text (the code runs a linear one scaled by 0.8, selectable with schedule="linear", linear_scale=0.8),
-and evaluation every 50k steps without the code's per-seed best-of-run statistic (reports give both). The `cpu`
-preset departs on purpose, chosen by measurement on DeepMind Control (benchmarks/sdac):
-truncated reverse draws, a temperature measured in units of Q's spread over the action box and separate from
-the exploration noise, one critic and one policy update per env step, short chains and few draws.
+and evaluation of the latest policy rather than the code's per-seed best evaluation. The `cpu` preset departs on
+purpose, chosen by measurement on DeepMind Control (benchmarks/sdac): truncated reverse draws, a fixed
+temperature on unscaled Q separate from the exploration noise (none: one policy sample per action), one critic
+and one policy update per env step, short chains and few draws.
 """
 
 from __future__ import annotations
