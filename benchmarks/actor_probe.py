@@ -24,7 +24,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,6 +33,7 @@ from update_cost import parse_spec  # noqa: E402
 
 from boltzrl import nets  # noqa: E402
 from boltzrl.agents import get_algo  # noqa: E402
+from boltzrl.agents.base import Batch  # noqa: E402
 from boltzrl.training.evaluate_run import load_agent  # noqa: E402
 
 
@@ -79,10 +79,10 @@ def main():
         for done in range(0, args.updates + 1, args.every):
             if done:
                 idx = rng.integers(0, size, (args.every, 256))
-                batches = {name: array[idx] for name, array in replay.items()}
+                batches = Batch(**{name: array[idx] for name, array in replay.items()})
                 state, _ = agent.update(state, batches, jax.random.PRNGKey(done))
-            q_eval = float(min_q(probe_obs, agent.act(state, probe_obs, jax.random.PRNGKey(7), deterministic=True)))
-            q_behave = float(min_q(probe_obs, agent.act(state, probe_obs, jax.random.PRNGKey(7), deterministic=False)))
+            q_eval = float(min_q(probe_obs, agent.act(state, probe_obs, jax.random.PRNGKey(7), deterministic=True)[0]))
+            q_behave = float(min_q(probe_obs, agent.act(state, probe_obs, jax.random.PRNGKey(7), deterministic=False)[0]))
             rows.append({"config": text, "updates": done, "q_eval_action": q_eval, "q_behaviour_action": q_behave,
                          "wall_s": time.perf_counter() - start})
             print(f"{text}: {done} updates, Q(eval) {q_eval:.3f}, Q(behaviour) {q_behave:.3f}", flush=True)

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from boltzrl.agents import get_algo
+from boltzrl.agents.base import random_batches
 
 
 def parse_spec(text: str):
@@ -41,13 +42,7 @@ def make_timer(algo, preset, overrides, obs_dim, act_dim, chunk, batch_size=256)
     agent = spec.make(spec.config(preset, **overrides), obs_dim, act_dim)
     state = agent.init(jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
-    batch = {
-        "obs": rng.normal(size=(chunk, batch_size, obs_dim)).astype(np.float32),
-        "action": rng.uniform(-1, 1, (chunk, batch_size, act_dim)).astype(np.float32),
-        "reward": rng.normal(size=(chunk, batch_size)).astype(np.float32),
-        "next_obs": rng.normal(size=(chunk, batch_size, obs_dim)).astype(np.float32),
-        "terminated": np.zeros((chunk, batch_size), np.float32),
-    }
+    batch = random_batches(chunk, batch_size, obs_dim, act_dim)
     holder = {"state": state, "i": 0}
 
     def run_once() -> float:
@@ -64,7 +59,7 @@ def make_timer(algo, preset, overrides, obs_dim, act_dim, chunk, batch_size=256)
         """One behaviour action for one environment, as the loop asks for it at every env step."""
         holder["i"] += 1
         start = time.perf_counter()
-        jax.block_until_ready(agent.act(holder["state"], obs, jax.random.PRNGKey(holder["i"]), deterministic=False))
+        jax.block_until_ready(agent.act(holder["state"], obs, jax.random.PRNGKey(holder["i"]), deterministic=False)[0])
         return (time.perf_counter() - start) * 1000.0
 
     act_once()  # compile

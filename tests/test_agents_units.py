@@ -50,11 +50,11 @@ def test_every_agent_updates_acts_and_compiles_once(name):
     for i in range(3):
         state, info = agent.update(state, make_batches(4, 32, 3, 2, seed=i), jax.random.PRNGKey(i))
     assert all(np.isfinite(v) or k.endswith("loss") for k, v in jax.device_get(info).items())
-    assert agent.update._cache_size() == 1  # same shapes → one trace, no recompilation
+    assert agent.update.traces == 1  # same shapes → one trace, no recompilation
     obs = np.zeros((5, 3), np.float32)
     for det in (False, True):
-        a = np.asarray(agent.act(state, obs, jax.random.PRNGKey(1), deterministic=det))
+        a = np.asarray(agent.act(state, obs, jax.random.PRNGKey(1), deterministic=det)[0])
         assert a.shape == (5, 2) and np.all(np.abs(a) <= 1.0)
-    a1 = agent.act(state, obs, jax.random.PRNGKey(1), deterministic=True)
-    a2 = agent.act(state, obs, jax.random.PRNGKey(1), deterministic=True)
+    a1 = agent.act(state, obs, jax.random.PRNGKey(1), deterministic=True)[0]
+    a2 = agent.act(state, obs, jax.random.PRNGKey(1), deterministic=True)[0]
     np.testing.assert_array_equal(a1, a2)

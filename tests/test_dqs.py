@@ -81,7 +81,7 @@ def test_update_compiles_once_and_the_score_net_sees_the_annealed_alpha():
         state, info = agent.update(state, make_batches(1, 32, 3, 2, seed=i), jax.random.PRNGKey(i))
         alphas.append(float(info["alpha"]))
         assert all(np.isfinite(v) for v in jax.device_get(info).values())
-    assert agent.update._cache_size() == 1
+    assert agent.update.traces == 1
     np.testing.assert_allclose(alphas, [4.0, 2.0, 1.0, 1.0], rtol=1e-5)
     assert int(state.steps) == 4
 
@@ -92,11 +92,11 @@ def test_act_is_in_the_box_and_evaluation_injects_no_noise(eval_sampler):
     state = agent.init(jax.random.PRNGKey(0))
     obs = np.random.default_rng(1).normal(size=(64, 3)).astype(np.float32)
     key = jax.random.PRNGKey(2)
-    explore = np.asarray(agent.act(state, obs, key, deterministic=False))
-    evaluate = np.asarray(agent.act(state, obs, key, deterministic=True))
+    explore = np.asarray(agent.act(state, obs, key, deterministic=False)[0])
+    evaluate = np.asarray(agent.act(state, obs, key, deterministic=True)[0])
     assert explore.shape == evaluate.shape == (64, 2)
     assert np.all(np.abs(explore) <= 1.0) and np.all(np.abs(evaluate) <= 1.0)
-    np.testing.assert_array_equal(evaluate, np.asarray(agent.act(state, obs, key, deterministic=True)))
+    np.testing.assert_array_equal(evaluate, np.asarray(agent.act(state, obs, key, deterministic=True)[0]))
     assert not np.allclose(explore, evaluate)  # the exploring chain adds noise at every step
 
 

@@ -23,9 +23,9 @@ def test_sample_shapes_only_filled_slots_and_determinism():
     _add(buf, 0, 10)
     a = buf.sample(np.random.default_rng(0), 4, 16)
     b = buf.sample(np.random.default_rng(0), 4, 16)
-    assert a["obs"].shape == (4, 16, 3) and a["reward"].shape == (4, 16)
-    assert a["reward"].max() < 10
-    np.testing.assert_array_equal(a["reward"], b["reward"])
+    assert a.obs.shape == (4, 16, 3) and a.reward.shape == (4, 16)
+    assert a.reward.max() < 10
+    np.testing.assert_array_equal(a.reward, b.reward)
 
 
 def test_bytes_round_trip():

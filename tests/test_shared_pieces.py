@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import norm
 
 from boltzrl import nets
-from boltzrl.agents.base import adam, apply_grads
+from boltzrl.agents.base import Batch, adam, apply_grads
 from boltzrl.agents.critic import clipped_double_q_target, critic_update, delayed, polyak_target
 from boltzrl.agents.entropy import alpha_loss, sample_tanh_gaussian
 from boltzrl.diffusion import boltzmann_energy, log_tanh_jacobian
@@ -46,20 +46,20 @@ def test_critic_update_regresses_on_the_target_critics_and_moves_them_with_tau()
     rng = np.random.default_rng(0)
     batch = {"obs": rng.normal(size=(5, 3)), "action": rng.uniform(-1, 1, (5, 2)), "reward": rng.normal(size=5),
              "next_obs": rng.normal(size=(5, 3)), "terminated": np.array([0.0, 1.0, 0.0, 0.0, 1.0])}
-    batch = {k: jnp.asarray(v, jnp.float32) for k, v in batch.items()}
-    critic = critic_net.init(k1, batch["obs"], batch["action"])
-    target_critic = critic_net.init(k2, batch["obs"], batch["action"])  # distinct, so a mix-up shows
+    batch = Batch(**{k: jnp.asarray(v, jnp.float32) for k, v in batch.items()})
+    critic = critic_net.init(k1, batch.obs, batch.action)
+    target_critic = critic_net.init(k2, batch.obs, batch.action)  # distinct, so a mix-up shows
     state = CriticState(critic=critic, target_critic=target_critic, critic_opt=opt.init(critic))
-    next_action, penalty = jnp.tanh(batch["action"][::-1]), jnp.linspace(-1.0, 1.0, 5)
+    next_action, penalty = jnp.tanh(batch.action[::-1]), jnp.linspace(-1.0, 1.0, 5)
 
     new, info = critic_update(critic_net, opt, state, batch, next_action, 0.9, tau=0.1, next_penalty=penalty,
                               reward_scale=0.5)
-    next_q = critic_net.apply(target_critic, batch["next_obs"], next_action).min(0) - penalty
-    y = 0.5 * batch["reward"] + 0.9 * (1.0 - batch["terminated"]) * next_q
-    q = critic_net.apply(critic, batch["obs"], batch["action"])
+    next_q = critic_net.apply(target_critic, batch.next_obs, next_action).min(0) - penalty
+    y = 0.5 * batch.reward + 0.9 * (1.0 - batch.terminated) * next_q
+    q = critic_net.apply(critic, batch.obs, batch.action)
     np.testing.assert_allclose(info["critic_loss"], ((q - y) ** 2).mean(-1).sum(), rtol=1e-5)
     np.testing.assert_allclose(info["q_mean"], q.mean(), rtol=1e-5)
-    grads = jax.grad(lambda p: ((critic_net.apply(p, batch["obs"], batch["action"]) - y) ** 2).mean(-1).sum())(critic)
+    grads = jax.grad(lambda p: ((critic_net.apply(p, batch.obs, batch.action) - y) ** 2).mean(-1).sum())(critic)
     expected_critic = apply_grads(opt, critic, state.critic_opt, grads)[0]
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), new.critic,
                            expected_critic)

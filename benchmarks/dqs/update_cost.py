@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from boltzrl.agents import get_algo
+from boltzrl.agents.base import random_batches
 
 OBS_DIM, ACT_DIM, BATCH = 17, 6, 256
 
@@ -40,14 +41,7 @@ SWEEPS = {
 
 
 def batches(seed: int):
-    rng = np.random.default_rng(seed)
-    return {
-        "obs": rng.normal(size=(1, BATCH, OBS_DIM)).astype(np.float32),
-        "action": rng.uniform(-1, 1, (1, BATCH, ACT_DIM)).astype(np.float32),
-        "reward": rng.normal(size=(1, BATCH)).astype(np.float32),
-        "next_obs": rng.normal(size=(1, BATCH, OBS_DIM)).astype(np.float32),
-        "terminated": np.zeros((1, BATCH), np.float32),
-    }
+    return random_batches(1, BATCH, OBS_DIM, ACT_DIM, seed)
 
 
 def timed(agent, state, data, key):

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from boltzrl.agents import get_algo
+from boltzrl.agents.base import random_batches
 from boltzrl.training.offpolicy import TrainConfig, train
 
 
@@ -24,12 +25,7 @@ def bare_update_ms(repeats=200):
     spec = get_algo("sac")
     agent = spec.make(spec.config(), 17, 6)
     state = agent.init(jax.random.PRNGKey(0))
-    rng = np.random.default_rng(0)
-    batch = {"obs": rng.normal(size=(1, 256, 17)).astype(np.float32),
-             "action": rng.uniform(-1, 1, (1, 256, 6)).astype(np.float32),
-             "reward": rng.normal(size=(1, 256)).astype(np.float32),
-             "next_obs": rng.normal(size=(1, 256, 17)).astype(np.float32),
-             "terminated": np.zeros((1, 256), np.float32)}
+    batch = random_batches(1, 256, 17, 6)
     times = []
     for i in range(repeats + 5):
         start = time.perf_counter()

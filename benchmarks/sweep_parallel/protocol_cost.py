@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from boltzrl.agents import get_algo
+from boltzrl.agents.base import random_batches
 from boltzrl.envs import make_env
 from boltzrl.training.offpolicy import TrainConfig
 
@@ -68,16 +69,11 @@ def agent_costs(algo: str, preset: str | None, obs_dim: int, act_dim: int) -> tu
     spec = get_algo(algo)
     agent = spec.make(spec.config(preset), obs_dim, act_dim)
     state = agent.init(jax.random.PRNGKey(0))
-    rng = np.random.default_rng(0)
     chunk, batch = 8, spec.preset(preset).train.get("batch_size", 256) if preset else 256
-    batches = {"obs": rng.normal(size=(chunk, batch, obs_dim)).astype(np.float32),
-               "action": rng.uniform(-1, 1, (chunk, batch, act_dim)).astype(np.float32),
-               "reward": rng.normal(size=(chunk, batch)).astype(np.float32),
-               "next_obs": rng.normal(size=(chunk, batch, obs_dim)).astype(np.float32),
-               "terminated": np.zeros((chunk, batch), np.float32)}
+    batches = random_batches(chunk, batch, obs_dim, act_dim)
     obs = np.zeros((1, obs_dim), np.float32)
     key = jax.random.PRNGKey(1)
-    act = fastest(lambda: np.asarray(agent.act(state, obs, key, deterministic=False)))
+    act = fastest(lambda: np.asarray(agent.act(state, obs, key, deterministic=False)[0]))
     update = fastest(lambda: jax.block_until_ready(agent.update(state, batches, key)[0])) / chunk
     return act, update
 

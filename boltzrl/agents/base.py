@@ -4,28 +4,102 @@ An algorithm is a frozen config dataclass plus `make(config, obs_dim, act_dim) -
 three pure, jitted functions over a state pytree:
 
     init(key) -> state
-    act(state, obs, key, deterministic) -> actions in [-1, 1]      (obs: (num_envs, obs_dim))
-    update(state, batches, key) -> (state, info)                   (batches: leading axis n = gradient steps)
+    act(state, obs, key, deterministic) -> (actions in [-1, 1], extras)     (obs: (num_envs, obs_dim))
+    update(state, data, key) -> (state, info)
 
-`update` runs its n gradient steps inside one `lax.scan`, so the loop dispatches once per n steps. Because the
-state is a pytree it is checkpointed by serialisation and can be vmapped over seeds.
+`extras` is a dict of per-env arrays the agent wants back with its data (an on-policy agent's log π and V, a
+diffusion policy's chain); off-policy agents return {}. `deterministic=True` is the evaluation policy, whose meaning
+each spec states in `evaluation`. An off-policy agent's `data` is a `Batch` of n minibatches (leading axis n =
+gradient steps, run inside one `lax.scan`, so the loop dispatches once per n steps); an on-policy agent's is the
+`Rollout` of its last T steps × num_envs. Because the state is a pytree it is checkpointed by serialisation and can
+be vmapped over seeds.
+
+An off-policy agent may rewrite the actions of the replay rows it was given (DIPO's action memory): it then returns
+the new actions under info[REPLAY_ACTIONS], shaped like the batch's actions, and the collector writes them back.
+The memory stays the replay buffer (one store, checkpointed once) while the agent decides what it holds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+
+REPLAY_ACTIONS = "replay_actions"
+"""The info key under which an agent returns rewritten actions for the replay rows of its batch."""
+
+
+class Batch(NamedTuple):
+    """Transitions (leading axes: the n gradient steps, then the minibatch)."""
+
+    obs: Any
+    action: Any
+    reward: Any
+    next_obs: Any
+    terminated: Any
+
+
+def random_batches(n: int, batch_size: int, obs_dim: int, act_dim: int, seed: int = 0) -> Batch:
+    """n minibatches of random, never-terminal float32 transitions: data for timing and testing updates."""
+    rng = np.random.default_rng(seed)
+    return Batch(obs=rng.normal(size=(n, batch_size, obs_dim)).astype(np.float32),
+                 action=rng.uniform(-1, 1, (n, batch_size, act_dim)).astype(np.float32),
+                 reward=rng.normal(size=(n, batch_size)).astype(np.float32),
+                 next_obs=rng.normal(size=(n, batch_size, obs_dim)).astype(np.float32),
+                 terminated=np.zeros((n, batch_size), np.float32))
+
+
+class Rollout(NamedTuple):
+    """The last T steps of num_envs environments, each field (T, num_envs, ...). `next_obs` is the observation
+    after each step before any reset (the final observation of a finished episode), so values can bootstrap through
+    truncations; `extras` holds what `act` returned beside the actions."""
+
+    obs: Any
+    action: Any
+    reward: Any
+    next_obs: Any
+    terminated: Any
+    truncated: Any
+    extras: dict
 
 
 class Agent(NamedTuple):
     init: Callable[[jax.Array], Any]
-    act: Callable[..., jax.Array]
+    act: Callable[..., tuple[jax.Array, dict]]
     update: Callable[..., tuple[Any, dict]]
+
+
+class counted_jit:
+    """`jax.jit(fn)` that counts its traces: `.traces` is how often it was compiled (one per new input shape)."""
+
+    def __init__(self, fn: Callable | None = None, **jit_kwargs):
+        self.traces = 0
+        self._jit_kwargs = jit_kwargs
+        if fn is not None:
+            self._wrap(fn)
+
+    def _wrap(self, fn):
+        @functools.wraps(fn)  # keeps fn's signature, which static_argnames refers to
+        def traced(*args, **kwargs):
+            self.traces += 1  # runs only while JAX traces, never in a compiled call
+            return fn(*args, **kwargs)
+
+        self._jitted = jax.jit(traced, **self._jit_kwargs)
+        self.__wrapped__ = fn
+        self.__doc__ = fn.__doc__
+        return self
+
+    def __call__(self, *args, **kwargs):
+        if not hasattr(self, "_jitted"):  # used as @counted_jit(static_argnames=...)
+            return self._wrap(args[0])
+        return self._jitted(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -43,6 +117,8 @@ class AlgoSpec:
     config_cls: type
     make: Callable[[Any, int, int], Agent]
     description: str
+    evaluation: str = ""
+    """What act(deterministic=True) does: the evaluation policy."""
     presets: dict[str, Preset] = field(default_factory=dict)
     on_policy: bool = False
 
@@ -93,7 +169,7 @@ def critic_step(critic_net, opt, params, opt_state, obs, action, target):
     return params, opt_state, loss, q_mean
 
 
-def scan_updates(step_fn: Callable, state, batches: dict, key: jax.Array):
+def scan_updates(step_fn: Callable, state, batches: Batch, key: jax.Array):
     """Run `step_fn(state, batch, key) -> (state, info)` over the leading axis of `batches`; average the infos
     (NaN marks a quantity not computed at a step, e.g. a delayed actor loss)."""
     n = jax.tree_util.tree_leaves(batches)[0].shape[0]

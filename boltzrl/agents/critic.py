@@ -40,11 +40,11 @@ def critic_update(critic_net, opt, state, batch, next_action, gamma: float, tau:
     of the targets towards the new critic (leave it None where the targets follow a delayed actor).
 
     Returns (state, {"critic_loss", "q_mean"})."""
-    reward = batch["reward"] if reward_scale is None else reward_scale * batch["reward"]
-    next_qs = critic_net.apply(state.target_critic, batch["next_obs"], next_action)
-    target = clipped_double_q_target(next_qs, reward, batch["terminated"], gamma, next_penalty)
-    critic, opt_state, loss, q_mean = critic_step(critic_net, opt, state.critic, state.critic_opt, batch["obs"],
-                                                  batch["action"], target)
+    reward = batch.reward if reward_scale is None else reward_scale * batch.reward
+    next_qs = critic_net.apply(state.target_critic, batch.next_obs, next_action)
+    target = clipped_double_q_target(next_qs, reward, batch.terminated, gamma, next_penalty)
+    critic, opt_state, loss, q_mean = critic_step(critic_net, opt, state.critic, state.critic_opt, batch.obs,
+                                                  batch.action, target)
     state = state.replace(critic=critic, critic_opt=opt_state)
     if tau is not None:
         state = polyak_target(state, tau)

@@ -38,13 +38,12 @@ score network sees α, so one network serves the whole schedule.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 import flax.struct
 import jax
 import jax.numpy as jnp
 
 from boltzrl import diffusion, nets
-from boltzrl.agents.base import Agent, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, Preset, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update
 
 EVAL_SAMPLERS = ("euler", "ode", "sde")
@@ -158,15 +157,15 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         return DQSState(score=score, critic=critic, target_critic=critic, score_opt=score_opt.init(score),
                         critic_opt=critic_opt.init(critic), steps=jnp.zeros((), jnp.int32))
 
-    @partial(jax.jit, static_argnames="deterministic")
+    @counted_jit(static_argnames="deterministic")
     def act(state: DQSState, obs, key, deterministic: bool = False):
         sampler = config.eval_sampler if deterministic else "sde"
-        return jnp.tanh(sample_pre_tanh(state.score, obs, temperature(config, state.steps), key, sampler))
+        return jnp.tanh(sample_pre_tanh(state.score, obs, temperature(config, state.steps), key, sampler)), {}
 
     def score_update(state: DQSState, batch, alpha, key):
         """One regression step of the score network on the iDEM target of the (already updated) online critics."""
-        n = config.score_batch_size or batch["obs"].shape[0]
-        obs, action = batch["obs"][:n], batch["action"][:n]  # minibatch rows are already a uniform draw
+        n = config.score_batch_size or batch.obs.shape[0]
+        obs, action = batch.obs[:n], batch.action[:n]  # minibatch rows are already a uniform draw
         q_fn = lambda s, a: critic_net.apply(state.critic, s, a).min(0)
         x, t, target = diffusion.score_matching_batch(q_fn, obs, action, alpha, schedule, key, config.num_mc_samples,
                                                       config.score_clip, config.richardson)
@@ -181,13 +180,13 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     def step(state: DQSState, batch, key):
         k_critic, k_score = jax.random.split(key)
         alpha = temperature(config, state.steps)
-        next_action = jnp.tanh(sample_pre_tanh(state.score, batch["next_obs"], alpha, k_critic, "sde"))
+        next_action = jnp.tanh(sample_pre_tanh(state.score, batch.next_obs, alpha, k_critic, "sde"))
         state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma, config.tau)
         score, s_opt, s_loss, target_norm = score_update(state, batch, alpha, k_score)
         state = state.replace(score=score, score_opt=s_opt, steps=state.steps + 1)
         return state, {**info, "score_loss": s_loss, "alpha": alpha, "target_norm": target_norm}
 
-    @jax.jit
+    @counted_jit
     def update(state, batches, key):
         return scan_updates(step, state, batches, key)
 
@@ -200,6 +199,8 @@ SPEC = AlgoSpec(
     name="dqs",
     config_cls=DQSConfig,
     make=make,
+    evaluation="the reverse chain from a random prior draw with eval_sampler: euler (default: no noise injected, "
+               "η = 0), ode (the probability-flow ODE) or sde (the exploring sampler).",
     description="Diffusion Q-Sampling: VE diffusion policy trained on the iDEM Monte-Carlo score of exp(Q/α).",
     presets={
         "paper": Preset(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
 from boltzrl import nets
-from boltzrl.agents.base import Agent, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, Preset, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update
 from boltzrl.agents.entropy import alpha_loss, sample_tanh_gaussian
 
@@ -68,26 +67,26 @@ def make(config: SACConfig, obs_dim: int, act_dim: int) -> Agent:
             steps=jnp.zeros((), jnp.int32),
         )
 
-    @partial(jax.jit, static_argnames="deterministic")
+    @counted_jit(static_argnames="deterministic")
     def act(state: SACState, obs, key, deterministic: bool = False):
         mean, log_std = actor_net.apply(state.actor, obs)
         if deterministic:
-            return jnp.tanh(mean)
-        return sample_tanh_gaussian(mean, log_std, key)[0]
+            return jnp.tanh(mean), {}
+        return sample_tanh_gaussian(mean, log_std, key)[0], {}
 
     def step(state: SACState, batch, key):
         k_next, k_pi = jax.random.split(key)
         alpha = jnp.exp(state.log_alpha)
 
-        mean, log_std = actor_net.apply(state.actor, batch["next_obs"])
+        mean, log_std = actor_net.apply(state.actor, batch.next_obs)
         next_action, next_log_prob = sample_tanh_gaussian(mean, log_std, k_next)
         state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma, config.tau,
                                     next_penalty=alpha * next_log_prob)
 
         def actor_loss(params):
-            mean, log_std = actor_net.apply(params, batch["obs"])
+            mean, log_std = actor_net.apply(params, batch.obs)
             action, log_prob = sample_tanh_gaussian(mean, log_std, k_pi)
-            q = critic_net.apply(state.critic, batch["obs"], action).min(0)
+            q = critic_net.apply(state.critic, batch.obs, action).min(0)
             return (alpha * log_prob - q).mean(), -log_prob.mean()
 
         (a_loss, entropy), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor)
@@ -102,7 +101,7 @@ def make(config: SACConfig, obs_dim: int, act_dim: int) -> Agent:
                               steps=state.steps + 1)
         return state, {**info, "actor_loss": a_loss, "entropy": entropy, "alpha": alpha}
 
-    @jax.jit
+    @counted_jit
     def update(state, batches, key):
         return scan_updates(step, state, batches, key)
 
@@ -113,6 +112,7 @@ SPEC = AlgoSpec(
     name="sac",
     config_cls=SACConfig,
     make=make,
+    evaluation="tanh of the Gaussian's mean.",
     description="Soft Actor-Critic with automatic entropy tuning (target −d) and twin critics.",
     presets={
         "default": Preset("SAC as published: 2×256 ReLU, lr 3e-4, 1 update per env step, 5k random warm-up steps."),

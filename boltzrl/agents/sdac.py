@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 
 import flax.struct
 import jax
@@ -29,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from boltzrl import diffusion, nets
-from boltzrl.agents.base import Agent, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, Preset, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update, delayed, polyak_target
 from boltzrl.agents.entropy import alpha_loss
 
@@ -176,28 +175,28 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
             steps=jnp.zeros((), jnp.int32),
         )
 
-    @partial(jax.jit, static_argnames="deterministic")
+    @counted_jit(static_argnames="deterministic")
     def act(state: SDACState, obs, key, deterministic: bool = False):
         k_sample, k_noise = jax.random.split(key)
         action = best_of_n(state.ema_policy, state.critic, obs, k_sample)
-        return action if deterministic else noisy(action, state.log_alpha, k_noise)
+        return (action if deterministic else noisy(action, state.log_alpha, k_noise)), {}
 
     def proposal(state, batch, t, key):
         k_a, k_noise = jax.random.split(key)
         if config.proposal == "policy":
-            a0 = sample(state.policy, batch["obs"], k_a, 1)[:, 0]
+            a0 = sample(state.policy, batch.obs, k_a, 1)[:, 0]
         elif config.proposal == "acting":
             k_a, k_acting_noise = jax.random.split(k_a)
-            a0 = noisy(best_of_n(state.ema_policy, state.critic, batch["obs"], k_a), state.log_alpha, k_acting_noise)
+            a0 = noisy(best_of_n(state.ema_policy, state.critic, batch.obs, k_a), state.log_alpha, k_acting_noise)
         elif config.proposal == "replay":
-            a0 = batch["action"]
+            a0 = batch.action
         else:  # uniform: a_0 uniform on the action box
-            a0 = jax.random.uniform(k_a, batch["action"].shape, minval=-1.0, maxval=1.0)
+            a0 = jax.random.uniform(k_a, batch.action.shape, minval=-1.0, maxval=1.0)
         return diffusion.vp_forward(a0, t, jax.random.normal(k_noise, a0.shape), schedule)
 
     def policy_update(state: SDACState, critic, batch, key):
         k_t, k_prop, k_draw, k_ref = jax.random.split(key, 4)
-        obs = batch["obs"]
+        obs = batch.obs
         t = jax.random.randint(k_t, (obs.shape[0],), 0, config.num_steps)
         a_t = proposal(state, batch, t, k_prop)
         a0, eps = diffusion.rssm_reverse_draws(a_t, t, schedule, k_draw, config.num_draws,
@@ -222,7 +221,7 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
 
     def step(state: SDACState, batch, key):
         k_next, k_noise, k_pi = jax.random.split(key, 3)
-        next_action = noisy(best_of_n(state.ema_policy, state.target_critic, batch["next_obs"], k_next,
+        next_action = noisy(best_of_n(state.ema_policy, state.target_critic, batch.next_obs, k_next,
                                       config.target_candidates or config.num_candidates), state.log_alpha, k_noise)
         # the targets move with the (delayed) policy, as in the SDAC code
         state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma,
@@ -250,7 +249,7 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
         info = {**info, **policy_info, "alpha": jnp.exp(state.log_alpha)}
         return state, info
 
-    @jax.jit
+    @counted_jit
     def update(state, batches, key):
         return scan_updates(step, state, batches, key)
 
@@ -261,6 +260,8 @@ SPEC = AlgoSpec(
     name="sdac",
     config_cls=SDACConfig,
     make=make,
+    evaluation="best of num_candidates EMA-policy samples under the critic, without exploration noise (the "
+               "chains themselves are random).",
     description="Soft Diffusion Actor-Critic: VP diffusion policy trained with reverse-sampling score matching.",
     presets={
         "paper": Preset(

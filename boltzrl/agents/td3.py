@@ -6,14 +6,13 @@ DDPG here is TD3 with one critic, no target-policy smoothing and an actor update
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
 from boltzrl import nets
-from boltzrl.agents.base import Agent, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, Preset, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update, delayed, polyak_target
 
 
@@ -67,15 +66,15 @@ def make(config: TD3Config, obs_dim: int, act_dim: int) -> Agent:
             actor_opt=actor_opt.init(actor), critic_opt=critic_opt.init(critic), steps=jnp.zeros((), jnp.int32),
         )
 
-    @partial(jax.jit, static_argnames="deterministic")
+    @counted_jit(static_argnames="deterministic")
     def act(state: TD3State, obs, key, deterministic: bool = False):
         action = actor_net.apply(state.actor, obs)
         if deterministic:
-            return action
-        return jnp.clip(action + config.exploration_noise * jax.random.normal(key, action.shape), -1.0, 1.0)
+            return action, {}
+        return jnp.clip(action + config.exploration_noise * jax.random.normal(key, action.shape), -1.0, 1.0), {}
 
     def step(state: TD3State, batch, key):
-        next_action = actor_net.apply(state.target_actor, batch["next_obs"])
+        next_action = actor_net.apply(state.target_actor, batch.next_obs)
         noise = config.target_noise * jax.random.normal(key, next_action.shape)
         noise = jnp.clip(noise, -config.target_noise_clip, config.target_noise_clip)
         next_action = jnp.clip(next_action + noise, -1.0, 1.0)
@@ -83,8 +82,8 @@ def make(config: TD3Config, obs_dim: int, act_dim: int) -> Agent:
         state = state.replace(steps=state.steps + 1)
 
         def actor_loss(params, critic):
-            action = actor_net.apply(params, batch["obs"])
-            return -critic_net.apply(critic, batch["obs"], action)[0].mean()
+            action = actor_net.apply(params, batch.obs)
+            return -critic_net.apply(critic, batch.obs, action)[0].mean()
 
         def update_actor_and_targets(state):
             a_loss, grads = jax.value_and_grad(actor_loss)(state.actor, state.critic)
@@ -96,7 +95,7 @@ def make(config: TD3Config, obs_dim: int, act_dim: int) -> Agent:
         state, actor_info = delayed(state.steps, config.policy_delay, update_actor_and_targets, state)
         return state, {**info, **actor_info}
 
-    @jax.jit
+    @counted_jit
     def update(state, batches, key):
         return scan_updates(step, state, batches, key)
 
@@ -107,6 +106,7 @@ TD3_SPEC = AlgoSpec(
     name="td3",
     config_cls=TD3Config,
     make=make,
+    evaluation="the deterministic actor's action, without exploration noise.",
     description="TD3: twin critics, policy delay 2, target smoothing 0.2 (clip 0.5), exploration noise 0.1.",
     presets={"default": Preset("TD3 as published: 2×256 ReLU, lr 3e-4, 1 update per env step.")},
 )
@@ -115,6 +115,7 @@ DDPG_SPEC = AlgoSpec(
     name="ddpg",
     config_cls=TD3Config,
     make=make,
+    evaluation="the deterministic actor's action, without exploration noise.",
     description="DDPG: one critic, no target smoothing, actor updated every step, exploration noise 0.1.",
     presets={
         "default": Preset(

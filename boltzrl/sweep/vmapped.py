@@ -70,7 +70,7 @@ def train_vmapped(algo: str, agent_cfg, cfg: TrainConfig, seeds: list[int], outs
     n_seeds = len(seeds)
 
     init = jax.jit(jax.vmap(agent.init))
-    act = jax.jit(jax.vmap(lambda state, obs, key: agent.act(state, obs[None], key, deterministic=False)[0]))
+    act = jax.jit(jax.vmap(lambda state, obs, key: agent.act(state, obs[None], key, deterministic=False)[0][0]))
     update = jax.jit(jax.vmap(agent.update))
 
     states = init(_keys(seeds, INIT_STREAM, 0))

@@ -36,7 +36,7 @@ class Evaluator:
         running = np.ones(n, bool)
         while running.any():
             key, k = jax.random.split(key)
-            actions = np.asarray(agent.act(state, obs, k, deterministic=True))
+            actions = np.asarray(agent.act(state, obs, k, deterministic=True)[0])
             obs, reward, terminated, truncated, infos = self.envs.step(actions)
             returns += reward * running
             lengths += running

@@ -240,7 +240,7 @@ class _Loop:
             actions = actions.astype(np.float32)
         else:
             key = step_key(self.cfg.seed, ACT_STREAM, c["iterations"])
-            actions = np.asarray(self.agent.act(self.state, self.obs, key, deterministic=False))
+            actions = np.asarray(self.agent.act(self.state, self.obs, key, deterministic=False)[0])
         next_obs, reward, terminated, truncated, infos = self.envs.step(actions)
         done = np.logical_or(terminated, truncated)
         real_next = next_obs

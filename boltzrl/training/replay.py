@@ -6,7 +6,9 @@ import io
 
 import numpy as np
 
-FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
+from boltzrl.agents.base import Batch
+
+FIELDS = Batch._fields
 
 
 class ReplayBuffer:
@@ -34,10 +36,21 @@ class ReplayBuffer:
         self.pos = int((self.pos + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
 
-    def sample(self, rng: np.random.Generator, num_batches: int, batch_size: int) -> dict[str, np.ndarray]:
+    def sample_indices(self, rng: np.random.Generator, num_batches: int, batch_size: int) -> np.ndarray:
+        """Uniform row indices with replacement, shaped (num_batches, batch_size)."""
+        return rng.integers(0, self.size, size=(num_batches, batch_size))
+
+    def gather(self, idx: np.ndarray) -> Batch:
+        return Batch(**{name: array[idx] for name, array in self.data.items()})
+
+    def sample(self, rng: np.random.Generator, num_batches: int, batch_size: int) -> Batch:
         """Uniform minibatches with replacement, shaped (num_batches, batch_size, ...)."""
-        idx = rng.integers(0, self.size, size=(num_batches, batch_size))
-        return {name: array[idx] for name, array in self.data.items()}
+        return self.gather(self.sample_indices(rng, num_batches, batch_size))
+
+    def write_actions(self, idx: np.ndarray, actions) -> None:
+        """Replace the actions of rows idx (an agent that keeps its own improved actions, e.g. DIPO); where a row
+        was drawn twice the later write wins."""
+        self.data["action"][idx.reshape(-1)] = np.asarray(actions, np.float32).reshape(idx.size, -1)
 
     def to_bytes(self) -> bytes:
         """The filled part of the buffer plus its cursor, as an .npz archive."""
