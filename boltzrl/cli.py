@@ -53,7 +53,7 @@ def _train_args_class(agent_cls, agent_defaults, train_defaults):
     """A flat dataclass of every option of `boltzrl train` for the chosen algorithm, for tyro to parse."""
     import tyro
 
-    from boltzrl.training.offpolicy import TrainConfig
+    from boltzrl.training import TrainConfig
 
     fields = [
         ("algo", Annotated[str, tyro.conf.arg(help="Algorithm (see `boltzrl list`).")], "sac"),
@@ -97,7 +97,7 @@ def cmd_train(argv: list[str]) -> int:
     import tyro
 
     from boltzrl.agents import get_algo
-    from boltzrl.training.offpolicy import Diverged, Interrupted, TrainConfig, train
+    from boltzrl.training import Diverged, Interrupted, TrainConfig, train
     from boltzrl.training.run_folder import RunFolder, read_json
 
     pre = argparse.ArgumentParser(add_help=False)

@@ -12,7 +12,7 @@ from boltzrl import diffusion
 from boltzrl.agents import get_algo
 from boltzrl.agents.dqs import DQSConfig, make, temperature
 from boltzrl.diffusion import boltzmann_energy, log_tanh_jacobian, pre_tanh, score_matching_batch
-from boltzrl.training.offpolicy import TrainConfig, train
+from boltzrl.training import TrainConfig, train
 from conftest import make_batches
 
 ALPHA, VAR = 0.3, 0.5  # temperature and pre-tanh variance of the analytic policy below

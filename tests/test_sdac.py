@@ -9,7 +9,7 @@ import pytest
 from boltzrl import diffusion as D, nets
 from boltzrl.agents import get_algo
 from boltzrl.agents.sdac import SDACConfig
-from boltzrl.training.offpolicy import TrainConfig, train
+from boltzrl.training import TrainConfig, train
 from conftest import make_batches
 
 TINY = dict(hidden=(32, 32), num_steps=3, num_candidates=3, num_draws=5)

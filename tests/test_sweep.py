@@ -194,7 +194,7 @@ def test_local_sweep_killed_then_rerun_finishes_and_a_third_run_does_nothing(kil
 def test_vmapped_seeds_match_their_separate_runs(killed_sweep, tmp_path):
     """Two seeds in one vmapped process follow the same random streams as the sweep's separate runs."""
     from boltzrl.sweep.vmapped import train_vmapped
-    from boltzrl.training.offpolicy import config_from_dict
+    from boltzrl.training import config_from_dict
 
     out, _, _ = killed_sweep
     separate = sorted((out / "sac").rglob("config.json"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from boltzrl.agents import get_algo
-from boltzrl.training.offpolicy import TrainConfig, train
+from boltzrl.training import TrainConfig, train
 
 
 def _eval_curve(run: Path):

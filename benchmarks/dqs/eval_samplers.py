@@ -10,7 +10,7 @@ import jax
 
 from boltzrl.training.evaluate_run import load_agent
 from boltzrl.training.evaluation import Evaluator
-from boltzrl.training.offpolicy import config_from_dict
+from boltzrl.training import config_from_dict
 from boltzrl.training.run_folder import RunFolder, read_json
 
 run, episodes = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 10

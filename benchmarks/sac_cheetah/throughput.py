@@ -18,7 +18,7 @@ import numpy as np
 
 from boltzrl.agents import get_algo
 from boltzrl.agents.base import random_batches
-from boltzrl.training.offpolicy import TrainConfig, train
+from boltzrl.training import TrainConfig, train
 
 
 def bare_update_ms(repeats=200):

@@ -23,7 +23,7 @@ import numpy as np
 from boltzrl.agents import get_algo
 from boltzrl.agents.base import random_batches
 from boltzrl.envs import make_env
-from boltzrl.training.offpolicy import TrainConfig
+from boltzrl.training import TrainConfig
 
 DMC = ["cheetah-run", "finger-spin", "finger-turn_hard", "fish-swim", "hopper-hop", "quadruped-run", "reacher-hard",
        "walker-run"]

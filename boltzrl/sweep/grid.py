@@ -152,7 +152,7 @@ def build_grid(algos: list[str], envs: list[str], seeds: list[int], steps: int, 
     Seeds vary slowest, so every configuration gets its first seed before any gets its second one.
     """
     from boltzrl.agents import get_algo
-    from boltzrl.training.offpolicy import TrainConfig
+    from boltzrl.training import TrainConfig
 
     if steps <= 0:
         raise ValueError(f"--steps must be positive, got {steps}.")

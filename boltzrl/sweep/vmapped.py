@@ -29,8 +29,8 @@ import numpy as np
 from boltzrl.agents import get_algo
 from boltzrl.envs import make_env
 from boltzrl.training.evaluation import Evaluator
-from boltzrl.training.offpolicy import (ACT_STREAM, EVAL_STREAM, INIT_STREAM, UPDATE_STREAM, TrainConfig,
-                                       run_config_dict, step_key)
+from boltzrl.training.config import TrainConfig, run_config_dict
+from boltzrl.training.offpolicy import ACT_STREAM, EVAL_STREAM, INIT_STREAM, UPDATE_STREAM, step_key
 from boltzrl.training.replay import ReplayBuffer
 from boltzrl.training.run_folder import RunFolder, write_json
 

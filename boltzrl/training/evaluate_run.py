@@ -8,7 +8,7 @@ import flax.serialization
 import jax
 
 from boltzrl.training.evaluation import Evaluator
-from boltzrl.training.offpolicy import config_from_dict
+from boltzrl.training import config_from_dict
 from boltzrl.training.run_folder import CHECKPOINT, RunFolder, read_json
 
 
