@@ -8,7 +8,7 @@ states for the agent's evaluation action (`act(deterministic=True)`) and behavio
 64 uniform actions.
 
 Usage: python benchmarks/actor_probe.py --critic-run RUN ALGO[:PRESET][:field=value,...] ...
-The agents' critics must have the SAC run's architecture (e.g. `hidden=(256,256),activation='relu'`).
+The agents' critics must have the SAC run's architecture (e.g. `critic_hidden=(256,256),activation='relu'`).
 Writes a CSV (`--out`) and prints a Markdown table.
 """
 
@@ -56,7 +56,7 @@ def main():
 
     critic, replay, train_cfg = load_critic_and_replay(args.critic_run)
     sac_cfg = get_algo("sac").config(None)
-    critic_net = nets.Critics(2, sac_cfg.hidden, sac_cfg.activation)
+    critic_net = nets.Critics(2, sac_cfg.critic_hidden, sac_cfg.activation)
     rng = np.random.default_rng(args.seed)
     size = len(replay["obs"])
     probe_obs = jnp.asarray(replay["obs"][rng.choice(size, 512, replace=False)])

@@ -28,7 +28,7 @@ def parse_spec(text: str):
     algo, preset = parts[0], (parts[1] or None) if len(parts) > 1 else None
     overrides = {}
     if len(parts) > 2 and parts[2]:
-        for item in re.split(r",(?=\w+=)", parts[2]):  # commas inside values, e.g. hidden=(256,256), stay
+        for item in re.split(r",(?=\w+=)", parts[2]):  # commas inside values, e.g. critic_hidden=(256,256), stay
             key, value = item.split("=")
             try:
                 overrides[key] = ast.literal_eval(value)

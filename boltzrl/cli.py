@@ -6,14 +6,10 @@ Every user error ends with one line on stderr and a non-zero exit code, never a 
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
 import sys
-import textwrap
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
 
 USAGE = """usage: boltzrl COMMAND [ARGS]
 
@@ -32,72 +28,10 @@ class UserError(Exception):
     """An error caused by the user's input; printed as one line."""
 
 
-def _field_docs(cls) -> dict[str, str]:
-    """Docstrings written under dataclass fields (the convention used by every config in this package)."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError):
-            continue
-        body = tree.body[0].body
-        for node, nxt in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-                docs[node.target.id] = str(nxt.value.value)
-    return docs
-
-
-def _train_args_class(agent_cls, agent_defaults, train_defaults):
-    """A flat dataclass of every option of `boltzrl train` for the chosen algorithm, for tyro to parse."""
-    import tyro
-
-    from boltzrl.training import TrainConfig
-
-    fields = [
-        ("algo", Annotated[str, tyro.conf.arg(help="Algorithm (see `boltzrl list`).")], "sac"),
-        ("preset", Annotated[Optional[str], tyro.conf.arg(help="Named preset of the algorithm.")], None),
-        ("out", Annotated[Optional[str], tyro.conf.arg(help="Run folder (default: runs/ALGO-ENV-seedS-TIME).")], None),
-        ("resume", Annotated[bool, tyro.conf.arg(help="Continue the run in --out from its last checkpoint.")], False),
-    ]
-    for cls, defaults in ((TrainConfig, train_defaults), (agent_cls, agent_defaults)):
-        docs = _field_docs(cls)
-        for f in dataclasses.fields(cls):
-            annotated = Annotated[f.type if not isinstance(f.type, str) else eval(f.type, vars(sys.modules[cls.__module__])),
-                                  tyro.conf.arg(help=docs.get(f.name, ""))]
-            fields.append((f.name, annotated, defaults[f.name]))
-    names = [name for name, _, _ in fields]
-    clash = {n for n in names if names.count(n) > 1}
-    assert not clash, f"option names used twice: {clash}"
-    return dataclasses.make_dataclass("TrainArgs", fields, frozen=True)
-
-
-def _parse_quietly(parse):
-    """Run a tyro parser; turn its boxed error message into one line (help output is left alone)."""
-    import contextlib
-    import io
-    import re
-
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            return parse()
-    except SystemExit as exc:
-        if not exc.code:
-            sys.stderr.write(captured.getvalue())
-            raise
-        border = r"[│╭╰╮╯─|+\-\s]+"  # rich draws the box with Unicode or ASCII characters
-        lines = [re.sub(f"^{border}|{border}$", "", line) for line in captured.getvalue().splitlines()]
-        lines = [line for line in lines if line and not line.startswith(("For full helptext", "Argument helptext"))]
-        raise UserError(lines[1] if len(lines) > 1 else "invalid arguments; see boltzrl train --help") from None
-
-
 def cmd_train(argv: list[str]) -> int:
-    import tyro
-
+    from boltzrl import options
     from boltzrl.agents import get_algo
-    from boltzrl.training import Diverged, Interrupted, TrainConfig, train
+    from boltzrl.training import Diverged, Interrupted, TrainConfig, config_from_dict, train
     from boltzrl.training.run_folder import RunFolder, read_json
 
     pre = argparse.ArgumentParser(add_help=False)
@@ -114,24 +48,18 @@ def cmd_train(argv: list[str]) -> int:
         if not folder.has_run():
             raise UserError(f"Nothing to resume in {known.out}: it has no config.json.")
         saved = read_json(folder.config_path)
-        spec = get_algo(saved["algo"])
-        agent_defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["agent"].items()}
-        train_defaults = saved["train"]
+        spec, agent_cfg, train_cfg = config_from_dict(saved)
         known.algo, known.preset = saved["algo"], saved["preset"]
     else:
         spec = get_algo(known.algo)
         preset = spec.preset(known.preset) if known.preset else None
-        agent_defaults = dataclasses.asdict(spec.config(known.preset))
-        train_defaults = dataclasses.asdict(TrainConfig(**(preset.train if preset else {})))
+        agent_cfg = spec.config(known.preset)
+        train_cfg = TrainConfig(**(preset.train if preset else {}))
 
-    args_cls = _train_args_class(spec.config_cls, agent_defaults, train_defaults)
-    default = args_cls(algo=known.algo, preset=known.preset, out=known.out, resume=known.resume,
-                       **train_defaults, **agent_defaults)
-    args = _parse_quietly(lambda: tyro.cli(args_cls, args=argv, prog="boltzrl train", default=default))
-    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
-    agent_names = {f.name for f in dataclasses.fields(spec.config_cls)}
-    train_cfg = TrainConfig(**{n: getattr(args, n) for n in train_names})
-    agent_cfg = spec.config_cls(**{n: getattr(args, n) for n in agent_names})
+    defaults = {"algo": spec.name, "preset": known.preset, "out": known.out, "resume": known.resume,
+                **dataclasses.asdict(train_cfg), **dataclasses.asdict(agent_cfg)}
+    args = options.parse_args(spec.config_cls, argv, defaults)
+    agent_cfg, train_cfg = options.split(spec.config_cls, args)
     out = args.out or str(Path("runs") / f"{spec.name}-{train_cfg.env.replace('/', '_')}-seed{train_cfg.seed}-"
                                          f"{datetime.now():%Y%m%d-%H%M%S}")
     try:

@@ -40,16 +40,19 @@ def test_unknown_algorithm_and_field_errors_are_one_sentence():
 @pytest.mark.parametrize("name", sorted(ALGOS))
 def test_every_agent_updates_acts_and_compiles_once(name):
     spec = get_algo(name)
-    small = {"hidden": (32, 32)}
+    small = {"critic_hidden": (32, 32)}
     if name == "sdac":
-        small.update(num_steps=3, num_candidates=2, num_draws=4)
-    if name == "dqs":
-        small.update(num_mc_samples=8, num_sample_steps=4, score_width=32)
+        small.update(actor_hidden=(32, 32), denoising_steps=3, num_candidates=2, num_draws=4)
+    elif name == "dqs":
+        small.update(num_mc_samples=8, denoising_steps=4, actor_width=32)
+    else:
+        small.update(actor_hidden=(32, 32))
     agent = spec.make(spec.config(None, **small), 3, 2)
     state = agent.init(jax.random.PRNGKey(0))
     for i in range(3):
         state, info = agent.update(state, make_batches(4, 32, 3, 2, seed=i), jax.random.PRNGKey(i))
     assert all(np.isfinite(v) or k.endswith("loss") for k, v in jax.device_get(info).items())
+    assert {"actor_loss", "critic_loss"} <= set(info)  # the same names in every agent's log
     assert agent.update.traces == 1  # same shapes → one trace, no recompilation
     obs = np.zeros((5, 3), np.float32)
     for det in (False, True):

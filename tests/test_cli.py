@@ -18,7 +18,7 @@ def test_train_end_to_end_writes_the_run_folder(tmp_path, env_id):
     out = tmp_path / "run"
     proc = run_cli("train", "--algo", "sac", "--env", env_id, "--steps", "300", "--warmup-steps", "100",
                    "--batch-size", "32", "--eval-every", "150", "--eval-episodes", "1", "--log-every", "100",
-                   "--hidden", "32", "32", "--out", str(out))
+                   "--actor-hidden", "32", "32", "--critic-hidden", "32", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("config.json", "eval.csv", "train.csv", "summary.json", "checkpoint/agent.msgpack"):
         assert (out / name).exists(), name
@@ -28,7 +28,8 @@ def test_train_end_to_end_writes_the_run_folder(tmp_path, env_id):
     for key in ("final_eval_return", "best_eval_return", "wall_time_s", "env_steps_per_s"):
         assert summary[key] is not None
     config = json.loads((out / "config.json").read_text())
-    assert config["agent"]["hidden"] == [32, 32] and config["train"]["env"] == env_id
+    assert config["agent"]["actor_hidden"] == [32, 32] and config["agent"]["critic_hidden"] == [32]
+    assert config["train"]["env"] == env_id
     header = (out / "eval.csv").read_text().splitlines()[0].split(",")
     assert header[:2] == ["env_step", "eval_return"]
     assert "critic_loss" in (out / "train.csv").read_text().splitlines()[0]
@@ -80,7 +81,12 @@ def test_dqs_maze_preset_anneals_alpha_from_the_cli_and_logs_goal_fractions(tmp_
 
 
 def test_list_shows_algorithms_presets_and_envs(capsys):
+    from boltzrl.agents import PRESETS
+
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for word in ("sac", "td3", "ddpg", "sdac", "paper", "cpu", "cheetah-run", "HalfCheetah-v5", "Pendulum-v1", "gmm-nav"):
         assert word in out
+    for named in PRESETS.values():
+        for name, preset in named.items():
+            assert f"{name:10s} {preset.description}" in out

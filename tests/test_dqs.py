@@ -69,7 +69,7 @@ def test_temperature_schedule():
         assert float(temperature(geo, steps)) == pytest.approx(expected, rel=1e-5)
 
 
-SMALL = dict(num_mc_samples=8, num_sample_steps=4, score_width=32, embed_dim=16, hidden=(32, 32))
+SMALL = dict(num_mc_samples=8, denoising_steps=4, actor_width=32, embed_dim=16, critic_hidden=(32, 32))
 
 
 def test_update_compiles_once_and_the_score_net_sees_the_annealed_alpha():
@@ -103,7 +103,7 @@ def test_act_is_in_the_box_and_evaluation_injects_no_noise(eval_sampler):
 def test_presets():
     spec = get_algo("dqs")
     paper = spec.config("paper")
-    assert (paper.num_mc_samples, paper.alpha, paper.num_sample_steps, paper.gamma) == (1000, 0.05, 20, 0.99)
+    assert (paper.num_mc_samples, paper.alpha, paper.denoising_steps, paper.gamma) == (1000, 0.05, 20, 0.99)
     assert spec.preset("paper").train["warmup_steps"] == 10_000
     cpu = spec.config("cpu")
     assert cpu.num_mc_samples < 100

@@ -12,7 +12,7 @@ from boltzrl.agents.sdac import SDACConfig
 from boltzrl.training import TrainConfig, train
 from conftest import make_batches
 
-TINY = dict(hidden=(32, 32), num_steps=3, num_candidates=3, num_draws=5)
+TINY = dict(actor_hidden=(32, 32), critic_hidden=(32, 32), denoising_steps=3, num_candidates=3, num_draws=5)
 
 
 @pytest.mark.parametrize("proposal, schedule, q_normalization",
@@ -24,7 +24,7 @@ def test_every_proposal_and_schedule_trains(proposal, schedule, q_normalization)
     state = agent.init(jax.random.PRNGKey(0))
     before = jax.tree_util.tree_leaves(state.policy)[0]
     state, info = agent.update(state, make_batches(), jax.random.PRNGKey(1))
-    assert np.isfinite(float(info["policy_loss"])) and np.isfinite(float(info["critic_loss"]))
+    assert np.isfinite(float(info["actor_loss"])) and np.isfinite(float(info["critic_loss"]))
     assert not np.allclose(before, jax.tree_util.tree_leaves(state.policy)[0])
 
 
@@ -134,12 +134,12 @@ def test_scale_free_temperature_keeps_a_useful_effective_sample_size_across_rewa
     draw (ESS ≈ 1: the policy chases critic noise) nor uniform (ESS ≈ M: it only clones its proposal), and the
     same at every scale. Q is a synthetic critic, −‖a − c(s)‖² plus a ripple, times the scale."""
     config = get_algo("sdac").config("cpu", **SCALE_FREE)
-    schedule = D.make_vp_schedule(config.schedule, config.num_steps)
+    schedule = D.make_vp_schedule(config.schedule, config.denoising_steps)
     keys = jax.random.split(jax.random.PRNGKey(0), 5)
     batch, d, m = 256, 6, config.num_draws
     centres = jax.random.uniform(keys[0], (batch, 1, d), minval=-0.8, maxval=0.8)
     q_unit = lambda a: -jnp.sum((a - centres) ** 2, -1) + 0.1 * jnp.sin(5 * a).sum(-1)
-    t = jax.random.randint(keys[1], (batch,), 0, config.num_steps)
+    t = jax.random.randint(keys[1], (batch,), 0, config.denoising_steps)
     a0 = jax.random.uniform(keys[2], (batch, d), minval=-1.0, maxval=1.0)
     a_t = D.vp_forward(a0, t, jax.random.normal(keys[3], a0.shape), schedule)
     draws, _ = D.rssm_reverse_draws(a_t, t, schedule, keys[4], m, clip=1.0, truncate=config.truncated_draws)

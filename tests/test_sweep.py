@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from boltzrl.sweep.cli import Tally, main
-from boltzrl.sweep.grid import build_grid, mismatch, parse_value, prepare, run_state
+from boltzrl.sweep.grid import build_grid, mismatch, prepare, run_state
 from boltzrl.sweep.local import core_slots
 
-TINY = ["hidden=16x16", "warmup_steps=100", "batch_size=32", "eval_every=200", "eval_episodes=1", "log_every=100",
-        "checkpoint_every=100"]
+TINY = ["actor_hidden=16x16", "critic_hidden=16x16", "warmup_steps=100", "batch_size=32", "eval_every=200",
+        "eval_episodes=1", "log_every=100", "checkpoint_every=100"]
 STEPS = 400
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
@@ -25,26 +25,31 @@ ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 # the grid --------------------------------------------------------------------------------------------------
 def test_grid_paths_order_and_values(tmp_path):
     runs = build_grid(["sac", "td3"], ["Pendulum-v1", "dm_control/cheetah-run-v0"], [0, 1], 1000, tmp_path,
-                      sets=["hidden=64x64,32 32", "actor_lr=1e-3"])
+                      sets=["critic_hidden=64x64,32 32", "actor_lr=1e-3"])
     assert len(runs) == 2 * 2 * 2 * 2
     assert [r.seed for r in runs[:8]] == [0] * 8  # seeds vary slowest
     first = runs[0]
-    assert first.variant == "hidden=64x64,actor_lr=0.001"
-    assert Path(first.path) == tmp_path / "sac" / "Pendulum-v1" / "hidden=64x64,actor_lr=0.001" / "seed0"
+    assert first.variant == "critic_hidden=64x64,actor_lr=0.001"
+    assert Path(first.path) == tmp_path / "sac" / "Pendulum-v1" / "critic_hidden=64x64,actor_lr=0.001" / "seed0"
     assert Path(runs[2].path).parts[-3] == "dm_control_cheetah-run-v0"
-    assert runs[1].variant == "hidden=32x32,actor_lr=0.001"
+    assert runs[1].variant == "critic_hidden=32x32,actor_lr=0.001"
     args = first.fresh_args()
-    assert args[args.index("--hidden") + 1:args.index("--hidden") + 3] == ["64", "64"]
-    assert args[args.index("--actor-lr") + 1] == "0.001"
-    assert first.expected["agent"]["hidden"] == [64, 64] and first.expected["train"]["env"] == "Pendulum-v1"
+    assert args[args.index("--critic-hidden") + 1:args.index("--critic-hidden") + 3] == ["64", "64"]
+    assert "--actor-lr=0.001" in args
+    assert first.expected["agent"]["critic_hidden"] == [64, 64] and first.expected["train"]["env"] == "Pendulum-v1"
 
 
-def test_parse_value_follows_the_field_type():
-    assert parse_value("false", bool) is False and parse_value("1e5", int) == 100_000
-    assert parse_value("None", float | None) is None and parse_value("-2", float | None) == -2.0
-    assert parse_value("256x256x128", tuple[int, ...]) == (256, 256, 128)
-    with pytest.raises(ValueError):
-        parse_value("2.5", int)
+def test_set_values_are_read_by_the_train_parser(tmp_path):
+    """--set texts become what the same text gives on `boltzrl train`: its types, tuples, Optional and bools."""
+    sets = ["autotune_alpha=false", "target_entropy=None,-1e-05", "critic_hidden=256x256x128", "warmup_steps=1_000"]
+    runs = build_grid(["sac"], ["Pendulum-v1"], [0], 100, tmp_path, sets=sets)
+    assert [dict(r.overrides) for r in runs] == [
+        {"autotune_alpha": False, "target_entropy": value, "critic_hidden": (256, 256, 128), "warmup_steps": 1000}
+        for value in (None, -1e-05)]
+    for run in runs:
+        assert run.fresh_args().count("--no-autotune-alpha") == 1
+    with pytest.raises(ValueError, match="cannot read '2.5' as int"):
+        build_grid(["sac"], ["Pendulum-v1"], [0], 100, tmp_path, sets=["warmup_steps=2.5"])
 
 
 @pytest.mark.parametrize("sets, message", [
@@ -52,7 +57,7 @@ def test_parse_value_follows_the_field_type():
     (["seed=1,2"], "use the sweep's own --seed"),
     (["alpha_every=3"], "option of sdac only"),
     (["gamma=high"], "cannot read 'high' as float"),
-    (["hidden"], "expects key=value"),
+    (["critic_hidden"], "expects key=value"),
 ])
 def test_bad_set_values_fail_before_anything_runs(tmp_path, sets, message):
     algos = ["sac", "sdac"] if "alpha_every" in sets[0] else ["sac"]
@@ -66,7 +71,7 @@ def _write(path: Path, obj) -> None:
 
 
 def test_run_states_and_what_each_needs(tmp_path):
-    (run,) = build_grid(["sac"], ["Pendulum-v1"], [3], 500, tmp_path, sets=["hidden=8x8"])
+    (run,) = build_grid(["sac"], ["Pendulum-v1"], [3], 500, tmp_path, sets=["critic_hidden=8x8"])
     folder = Path(run.path)
     assert run_state(run) == "fresh"
     config = {"algo": "sac", **run.expected, "train": dict(run.expected["train"], steps=500)}
@@ -74,7 +79,7 @@ def test_run_states_and_what_each_needs(tmp_path):
     (folder / "eval.csv").write_text("env_step,eval_return\n100,-1.0\n")
     assert run_state(run) == "restart"  # stopped before its first checkpoint
     args = prepare(run, "restart")
-    assert not (folder / "eval.csv").exists() and "--resume" not in args and "--hidden" in args
+    assert not (folder / "eval.csv").exists() and "--resume" not in args and "--critic-hidden" in args
 
     _write(folder / "config.json", config)
     _write(folder / "checkpoint.old" / "loop.json", {"env_steps": 200})  # killed between the two renames
@@ -87,8 +92,8 @@ def test_run_states_and_what_each_needs(tmp_path):
     _write(folder / "config.json", dict(config, train=dict(config["train"], steps=300)))
     assert run_state(run) == "extend"  # finished, but for fewer steps than asked
     assert mismatch(run) is None
-    _write(folder / "config.json", dict(config, agent=dict(config["agent"], hidden=[16, 16])))
-    assert "hidden" in mismatch(run)
+    _write(folder / "config.json", dict(config, agent=dict(config["agent"], critic_hidden=[16, 16])))
+    assert "critic_hidden" in mismatch(run)
 
 
 def test_workers_get_disjoint_cores_and_the_launcher_pins_them():

@@ -40,7 +40,7 @@ SMALL = dict(env="Pendulum-v1", steps=1_200, warmup_steps=300, eval_every=400, e
 
 def test_same_seed_same_curve(tmp_path):
     cfg = TrainConfig(**SMALL)
-    agent_cfg = get_algo("td3").config(None, hidden=(64, 64))
+    agent_cfg = get_algo("td3").config(None, actor_hidden=(64, 64), critic_hidden=(64, 64))
     train("td3", agent_cfg, cfg, tmp_path / "a", verbose=False)
     train("td3", agent_cfg, cfg, tmp_path / "b", verbose=False)
     assert _eval_curve(tmp_path / "a") == _eval_curve(tmp_path / "b")
@@ -49,7 +49,8 @@ def test_same_seed_same_curve(tmp_path):
 
 
 def _cli(out, *extra):
-    args = [sys.executable, "-m", "boltzrl.cli", "train", "--algo", "sac", "--out", str(out), "--hidden", "64", "64"]
+    args = [sys.executable, "-m", "boltzrl.cli", "train", "--algo", "sac", "--out", str(out),
+            "--actor-hidden", "64", "64", "--critic-hidden", "64", "64"]
     for k, v in SMALL.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
     return args + list(extra)

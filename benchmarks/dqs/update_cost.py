@@ -28,14 +28,14 @@ SWEEPS = {
     "cpu": [
         ("K=16 N=20 w256", {"num_mc_samples": 16}),
         ("K=16 N=20 w256 B_s=64", {"num_mc_samples": 16, "score_batch_size": 64}),
-        ("K=32 N=20 w128 B_s=64", {"num_mc_samples": 32, "score_batch_size": 64, "score_width": 128,
+        ("K=32 N=20 w128 B_s=64", {"num_mc_samples": 32, "score_batch_size": 64, "actor_width": 128,
                                    "embed_dim": 64}),
-        ("K=16 N=20 w128 B_s=64", {"num_mc_samples": 16, "score_batch_size": 64, "score_width": 128,
+        ("K=16 N=20 w128 B_s=64", {"num_mc_samples": 16, "score_batch_size": 64, "actor_width": 128,
                                    "embed_dim": 64}),
-        ("K=16 N=20 w128 B_s=128", {"num_mc_samples": 16, "score_batch_size": 128, "score_width": 128,
+        ("K=16 N=20 w128 B_s=128", {"num_mc_samples": 16, "score_batch_size": 128, "actor_width": 128,
                                     "embed_dim": 64}),
-        ("K=16 N=10 w128 B_s=64", {"num_mc_samples": 16, "score_batch_size": 64, "score_width": 128,
-                                   "embed_dim": 64, "num_sample_steps": 10}),
+        ("K=16 N=10 w128 B_s=64", {"num_mc_samples": 16, "score_batch_size": 64, "actor_width": 128,
+                                   "embed_dim": 64, "denoising_steps": 10}),
     ],
 }
 

@@ -1,20 +1,32 @@
-"""Registry of the algorithms: name → AlgoSpec (config class, constructor, presets)."""
+"""Registry of the algorithms: name → AlgoSpec (config class, constructor, presets).
+
+The presets come from one data file, boltzrl/data/presets.toml, and are attached to each spec as it is registered.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+from importlib import resources
 
-from boltzrl.agents.base import Agent, AlgoSpec, Preset
+from boltzrl.agents.base import Agent, AlgoSpec, Preset, load_presets
 from boltzrl.agents.dqs import SPEC as _DQS
 from boltzrl.agents.sac import SPEC as _SAC
 from boltzrl.agents.sdac import SPEC as _SDAC
 from boltzrl.agents.td3 import DDPG_SPEC as _DDPG
 from boltzrl.agents.td3 import TD3_SPEC as _TD3
 
-ALGOS: dict[str, AlgoSpec] = {spec.name: spec for spec in (_SAC, _TD3, _DDPG, _SDAC, _DQS)}
+PRESETS: dict[str, dict[str, Preset]] = load_presets(
+    resources.files("boltzrl").joinpath("data", "presets.toml").read_text(encoding="utf-8"))
+"""{algo: {name: Preset}} as read from the preset file."""
+
+ALGOS: dict[str, AlgoSpec] = {}
 
 
 def register_algo(spec: AlgoSpec) -> None:
+    """Add an algorithm; a spec without presets of its own gets those the preset file lists under its name."""
+    if not spec.presets and spec.name in PRESETS:
+        spec = dataclasses.replace(spec, presets=PRESETS[spec.name])
     ALGOS[spec.name] = spec
 
 
@@ -26,4 +38,7 @@ def get_algo(name: str) -> AlgoSpec:
     return ALGOS[name]
 
 
-__all__ = ["ALGOS", "Agent", "AlgoSpec", "Preset", "get_algo", "register_algo"]
+for _spec in (_SAC, _TD3, _DDPG, _SDAC, _DQS):
+    register_algo(_spec)
+
+__all__ = ["ALGOS", "PRESETS", "Agent", "AlgoSpec", "Preset", "get_algo", "register_algo"]

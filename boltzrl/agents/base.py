@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -111,6 +112,36 @@ class Preset:
     train: dict[str, Any] = field(default_factory=dict)
 
 
+def load_presets(text: str) -> dict[str, dict[str, Preset]]:
+    """{algo: {preset name: Preset}} from the TOML text of a preset file (the package's is data/presets.toml).
+
+    Presets are data so that choosing an environment or loop settings never needs an agent's code. Arrays become
+    tuples, the type of the config fields they set; `base = "OTHER"` is resolved here, so each Preset is complete.
+    """
+    tables = tomllib.loads(text)
+    presets: dict[str, dict[str, Preset]] = {}
+    for algo, named in tables.items():
+        def resolve(name: str, seen: tuple[str, ...] = ()) -> Preset:
+            if name not in named or name in seen:
+                raise ValueError(f"Preset {algo}.{seen[-1]} has base {name!r}, which is "
+                                 f"{'circular' if name in seen else 'not a preset of ' + algo}.")
+            table = named[name]
+            unknown = sorted(set(table) - {"description", "base", "agent", "train"})
+            if unknown or "description" not in table:
+                raise ValueError(f"Preset {algo}.{name} needs a description and may only have base, agent and "
+                                 f"train besides; found {', '.join(unknown) or 'no description'}.")
+            base = resolve(table["base"], seen + (name,)) if "base" in table else Preset("")
+            return Preset(table["description"], {**base.agent, **_tuples(table.get("agent", {}))},
+                          {**base.train, **_tuples(table.get("train", {}))})
+
+        presets[algo] = {name: resolve(name) for name in named}
+    return presets
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
 @dataclass(frozen=True)
 class AlgoSpec:
     name: str
@@ -120,6 +151,7 @@ class AlgoSpec:
     evaluation: str = ""
     """What act(deterministic=True) does: the evaluation policy."""
     presets: dict[str, Preset] = field(default_factory=dict)
+    """Named presets; the registry fills them from data/presets.toml when the spec brings none."""
     on_policy: bool = False
 
     def config(self, preset: str | None = None, **overrides):

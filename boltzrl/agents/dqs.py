@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from boltzrl import diffusion, nets
-from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update
 
 EVAL_SAMPLERS = ("euler", "ode", "sde")
@@ -52,6 +52,9 @@ ALPHA_SCHEDULES = ("fixed", "geometric")
 
 @dataclass(frozen=True)
 class DQSConfig:
+    """The score network is the policy, so its options carry the actor_ prefix that every agent's policy network
+    has (actor_lr, actor_width, actor_blocks); being a residual MLP it has one width, not a tuple of widths."""
+
     num_mc_samples: int = 1000
     """K, Monte-Carlo samples of the iDEM score target per minibatch point."""
     score_clip: float | None = None
@@ -60,7 +63,7 @@ class DQSConfig:
     """Use the Richardson-extrapolated target 2·S_K − S_{K/2}, which cancels the O(1/K) bias."""
     score_batch_size: int | None = None
     """Minibatch points used for the score target and loss (None: all); the iDEM cost scales with this × K."""
-    num_sample_steps: int = 20
+    denoising_steps: int = 20
     """N, reverse-time integration steps for acting, the TD target and evaluation."""
     eval_sampler: str = "euler"
     """Evaluation sampler: euler (η = 0, mode-seeking), ode (probability flow) or sde (the exploring sampler)."""
@@ -76,13 +79,13 @@ class DQSConfig:
     """α₁, the temperature at the end of a geometric schedule."""
     alpha_horizon: int = 250_000
     """T, updates over which a geometric schedule moves from alpha to alpha_final."""
-    score_width: int = 256
-    """Width of the score network."""
-    score_blocks: int = 2
+    actor_width: int = 256
+    """Width of the score network (the policy): a residual MLP, so one width and a number of blocks."""
+    actor_blocks: int = 2
     """Residual blocks of the score network."""
     embed_dim: int = 128
-    """Size of the sinusoidal embeddings of t and of α."""
-    hidden: tuple[int, ...] = (256, 256)
+    """Size of the score network's sinusoidal embeddings of t and of α."""
+    critic_hidden: tuple[int, ...] = (256, 256)
     """Hidden layer widths of each critic."""
     activation: str = "relu"
     """Activation of the critics' hidden layers."""
@@ -101,7 +104,7 @@ class DQSConfig:
         if self.alpha_schedule not in ALPHA_SCHEDULES:
             raise ValueError(
                 f"alpha_schedule must be one of {', '.join(ALPHA_SCHEDULES)}, got {self.alpha_schedule!r}.")
-        for name in ("num_mc_samples", "num_sample_steps", "alpha_horizon"):
+        for name in ("num_mc_samples", "denoising_steps", "alpha_horizon"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         for name in ("alpha", "alpha_final"):
@@ -135,10 +138,10 @@ def temperature(config: DQSConfig, steps) -> jax.Array:
 
 def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     schedule = diffusion.VESchedule(config.sigma_min, config.sigma_max)
-    score_net = nets.ScoreNet(config.score_width, config.score_blocks, act_dim, embed_dim=config.embed_dim)
-    critic_net = nets.Critics(2, config.hidden, config.activation)
+    score_net = nets.ScoreNet(config.actor_width, config.actor_blocks, act_dim, embed_dim=config.embed_dim)
+    critic_net = nets.Critics(2, config.critic_hidden, config.activation)
     score_opt, critic_opt = adam(config.actor_lr), adam(config.critic_lr)
-    num_steps = config.num_sample_steps
+    num_steps = config.denoising_steps
 
     def sample_pre_tanh(params, obs, alpha, key, sampler: str):
         """Pre-tanh actions u (B, d) for obs (B, obs_dim): sampler is sde (η = 1), euler (η = 0) or ode."""
@@ -184,7 +187,7 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma, config.tau)
         score, s_opt, s_loss, target_norm = score_update(state, batch, alpha, k_score)
         state = state.replace(score=score, score_opt=s_opt, steps=state.steps + 1)
-        return state, {**info, "score_loss": s_loss, "alpha": alpha, "target_norm": target_norm}
+        return state, {**info, "actor_loss": s_loss, "alpha": alpha, "target_norm": target_norm}
 
     @counted_jit
     def update(state, batches, key):
@@ -193,8 +196,6 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     return Agent(init, act, update)
 
 
-CPU_AGENT = {"num_mc_samples": 16, "score_batch_size": 64, "score_width": 128, "embed_dim": 64}
-
 SPEC = AlgoSpec(
     name="dqs",
     config_cls=DQSConfig,
@@ -202,31 +203,4 @@ SPEC = AlgoSpec(
     evaluation="the reverse chain from a random prior draw with eval_sampler: euler (default: no noise injected, "
                "η = 0), ode (the probability-flow ODE) or sde (the exploring sampler).",
     description="Diffusion Q-Sampling: VE diffusion policy trained on the iDEM Monte-Carlo score of exp(Q/α).",
-    presets={
-        "paper": Preset(
-            "SPEC §3.6: K=1000, α=0.05, N=20, 256-wide score net, 10k warm-up, 1 update/step (GPU-sized).",
-            agent={},
-            train={"warmup_steps": 10_000, "utd": 1.0, "eval_every": 10_000},
-        ),
-        "cpu": Preset(
-            "Cheap CPU configuration (see benchmarks/dqs): K=16 on 64 of the 256 minibatch points, 128-wide score "
-            "net, N=20 (fewer steps break the VE sampler), α=0.05; one update costs about 3.5 SAC updates.",
-            agent=CPU_AGENT,
-            train={"warmup_steps": 5_000, "eval_every": 10_000},
-        ),
-        "gmm": Preset(
-            "GMM navigation (SPEC §3.7a): the cpu preset with discount 0 (Q is the one-step reward log p(s')), "
-            "α=1 (π(a|s) ∝ p(s + a/|a|)), K=32 and probability-flow evaluation.",
-            agent={**CPU_AGENT, "gamma": 0.0, "alpha": 1.0, "num_mc_samples": 32, "eval_sampler": "ode"},
-            train={"env": "gmm-nav", "warmup_steps": 5_000, "eval_every": 5_000, "eval_episodes": 200},
-        ),
-        "maze": Preset(
-            "Multi-goal maze (SPEC §6.3, §3.5): the cpu preset with α annealed geometrically 10 → 1 over 100k updates "
-            "(the public example anneals over 250k) and evaluation of the exploring policy (sde), whose goal "
-            "fractions show whether both goals are learnt.",
-            agent={**CPU_AGENT, "alpha_schedule": "geometric", "alpha": 10.0, "alpha_final": 1.0,
-                   "alpha_horizon": 100_000, "eval_sampler": "sde"},
-            train={"env": "multigoal-maze", "warmup_steps": 10_000, "eval_every": 10_000, "eval_episodes": 20},
-        ),
-    },
 )

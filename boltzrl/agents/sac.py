@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from boltzrl import nets
-from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update
 from boltzrl.agents.entropy import alpha_loss, sample_tanh_gaussian
 
@@ -22,8 +22,10 @@ class SACConfig:
     """Adam learning rate of the critics."""
     alpha_lr: float = 3e-4
     """Adam learning rate of log α."""
-    hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and the critics."""
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of each critic."""
     activation: str = "relu"
     """Activation of the hidden layers."""
     gamma: float = 0.99
@@ -50,8 +52,8 @@ class SACState(flax.struct.PyTreeNode):
 
 
 def make(config: SACConfig, obs_dim: int, act_dim: int) -> Agent:
-    actor_net = nets.GaussianActor(config.hidden, act_dim, config.activation)
-    critic_net = nets.Critics(2, config.hidden, config.activation)
+    actor_net = nets.GaussianActor(config.actor_hidden, act_dim, config.activation)
+    critic_net = nets.Critics(2, config.critic_hidden, config.activation)
     actor_opt, critic_opt, alpha_opt = adam(config.actor_lr), adam(config.critic_lr), adam(config.alpha_lr)
     target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy
 
@@ -114,7 +116,4 @@ SPEC = AlgoSpec(
     make=make,
     evaluation="tanh of the Gaussian's mean.",
     description="Soft Actor-Critic with automatic entropy tuning (target −d) and twin critics.",
-    presets={
-        "default": Preset("SAC as published: 2×256 ReLU, lr 3e-4, 1 update per env step, 5k random warm-up steps."),
-    },
 )

@@ -9,12 +9,12 @@ A VP diffusion policy trained with reverse-sampling score matching (RSSM) on the
 Acting and the TD target use best-of-N samples plus Gaussian noise noise_scale·α; α follows a target entropy of
 that noise. An EMA copy of the policy is the one that acts.
 
-The `paper` preset follows the paper and its camera-ready code; knowing departures: the cosine schedule of the
-paper's text (the code runs a linear one scaled by 0.8, selectable with schedule="linear", linear_scale=0.8),
-and evaluation of the latest policy rather than the code's per-seed best evaluation. The `cpu` preset departs on
-purpose, chosen by measurement on DeepMind Control (benchmarks/sdac): truncated reverse draws, a fixed
-temperature on unscaled Q separate from the exploration noise (none: one policy sample per action), one critic
-and one policy update per env step, short chains and few draws.
+The presets live in boltzrl/data/presets.toml. The `paper` preset follows the paper and its camera-ready code;
+knowing departures: the cosine schedule of the paper's text (the code runs a linear one scaled by 0.8, selectable
+with schedule="linear", linear_scale=0.8), and evaluation of the latest policy rather than the code's per-seed
+best evaluation. The `cpu` preset departs on purpose, chosen by measurement on DeepMind Control (benchmarks/sdac):
+truncated reverse draws, a fixed temperature on unscaled Q separate from the exploration noise (none: one policy
+sample per action), one critic and one policy update per env step, short chains and few draws.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from boltzrl import diffusion, nets
-from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update, delayed, polyak_target
 from boltzrl.agents.entropy import alpha_loss
 
@@ -37,8 +37,8 @@ PROPOSALS = ("policy", "acting", "replay", "uniform")
 
 @dataclass(frozen=True)
 class SDACConfig:
-    num_steps: int = 20
-    """Denoising steps T."""
+    denoising_steps: int = 20
+    """Denoising steps T of the policy's chain."""
     schedule: str = "cosine"
     """VP noise schedule: cosine, linear or vp_sde."""
     linear_scale: float = 1.0
@@ -84,19 +84,21 @@ class SDACConfig:
     """Tune α toward the target entropy; if False α stays at init_alpha."""
     reward_scale: float = 0.2
     """Rewards are multiplied by this in the TD target."""
-    hidden: tuple[int, ...] = (256, 256, 256)
-    """Hidden widths of the ε-network and the critics."""
+    actor_hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden widths of the ε-network (the policy)."""
+    critic_hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden widths of each critic."""
     activation: str = "mish"
     """Activation of the hidden layers."""
     critic_lr: float = 3e-4
     """Adam learning rate of the critics."""
-    policy_lr: float = 3e-4
-    """Initial Adam learning rate of the policy."""
-    policy_lr_end: float = 3e-5
+    actor_lr: float = 3e-4
+    """Initial Adam learning rate of the policy's ε-network."""
+    actor_lr_end: float = 3e-5
     """Final policy learning rate after linear decay."""
-    policy_lr_decay_steps: int = 100_000
+    actor_lr_decay_steps: int = 100_000
     """Policy updates over which the learning rate decays linearly."""
-    policy_lr_decay_begin: int = 0
+    actor_lr_decay_begin: int = 0
     """Policy updates before the decay starts (the SDAC code: 25 000)."""
     policy_delay: int = 2
     """Policy, EMA and target updates every this many critic updates."""
@@ -111,7 +113,8 @@ class SDACConfig:
                              f"got {self.q_normalization!r}.")
         if self.proposal not in PROPOSALS:
             raise ValueError(f"proposal must be one of {', '.join(PROPOSALS)}, got {self.proposal!r}.")
-        for name in ("num_steps", "num_candidates", "num_draws", "policy_delay", "alpha_every", "spread_actions"):
+        for name in ("denoising_steps", "num_candidates", "num_draws", "policy_delay", "alpha_every",
+                     "spread_actions"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.target_candidates < 0:
@@ -139,12 +142,12 @@ class SDACState(flax.struct.PyTreeNode):
 
 def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
     kw = {"scale": config.linear_scale} if config.schedule == "linear" else {}
-    schedule = diffusion.make_vp_schedule(config.schedule, config.num_steps, **kw)
-    eps_net = nets.EpsNet(config.hidden, act_dim, config.activation)
-    critic_net = nets.Critics(2, config.hidden, config.activation)
-    policy_lr = optax.linear_schedule(config.policy_lr, config.policy_lr_end, config.policy_lr_decay_steps,
-                                      config.policy_lr_decay_begin)
-    policy_opt, critic_opt, alpha_opt = adam(policy_lr), adam(config.critic_lr), adam(config.alpha_lr)
+    schedule = diffusion.make_vp_schedule(config.schedule, config.denoising_steps, **kw)
+    eps_net = nets.EpsNet(config.actor_hidden, act_dim, config.activation)
+    critic_net = nets.Critics(2, config.critic_hidden, config.activation)
+    actor_lr = optax.linear_schedule(config.actor_lr, config.actor_lr_end, config.actor_lr_decay_steps,
+                                     config.actor_lr_decay_begin)
+    policy_opt, critic_opt, alpha_opt = adam(actor_lr), adam(config.critic_lr), adam(config.alpha_lr)
     target_entropy = config.target_entropy_per_dim * act_dim
 
     def sample(policy, obs, key, n):
@@ -197,7 +200,7 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
     def policy_update(state: SDACState, critic, batch, key):
         k_t, k_prop, k_draw, k_ref = jax.random.split(key, 4)
         obs = batch.obs
-        t = jax.random.randint(k_t, (obs.shape[0],), 0, config.num_steps)
+        t = jax.random.randint(k_t, (obs.shape[0],), 0, config.denoising_steps)
         a_t = proposal(state, batch, t, k_prop)
         a0, eps = diffusion.rssm_reverse_draws(a_t, t, schedule, k_draw, config.num_draws,
                                                clip=1.0 if config.clip_a0 else None, truncate=config.truncated_draws)
@@ -232,7 +235,7 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
             policy, p_opt, loss, ess = policy_update(state, state.critic, batch, k_pi)
             state = polyak_target(state, config.tau).replace(
                 policy=policy, policy_opt=p_opt, ema_policy=nets.soft_update(state.ema_policy, policy, config.tau))
-            return state, {"policy_loss": loss, "rssm_ess": ess}
+            return state, {"actor_loss": loss, "rssm_ess": ess}
 
         state, policy_info = delayed(state.steps, config.policy_delay, update_policy, state)
 
@@ -263,22 +266,4 @@ SPEC = AlgoSpec(
     evaluation="best of num_candidates EMA-policy samples under the critic, without exploration noise (the "
                "chains themselves are random).",
     description="Soft Diffusion Actor-Critic: VP diffusion policy trained with reverse-sampling score matching.",
-    presets={
-        "paper": Preset(
-            "SPEC §4.4-4.5 and the camera-ready code: T=20 cosine, N=32, M=64, acting-sample proposal, chain from "
-            "0.5·N(0, I), 3x256 Mish, policy lr decay after 25k updates, 5 envs, UTD 0.2, 30k warm-up (GPU-sized).",
-            agent={"proposal": "acting", "init_scale": 0.5, "policy_lr_decay_begin": 25_000},
-            train={"num_envs": 5, "utd": 0.2, "warmup_steps": 30_000, "eval_every": 50_000, "eval_episodes": 20},
-        ),
-        "cpu": Preset(
-            "Chosen on DMC cheetah-run (benchmarks/sdac): T=5, one policy sample per action (no best-of-N, no added "
-            "noise: the Boltzmann policy explores), M=16 truncated reverse draws of a policy-sample proposal, "
-            "temperature 0.05 on unscaled rewards, critic lr 1e-3, one critic and one policy update per env step.",
-            agent={"num_steps": 5, "num_candidates": 1, "num_draws": 16, "proposal": "policy", "truncated_draws": True,
-                   "q_normalization": "none", "energy_scale": 0.05, "temperature_follows_alpha": False,
-                   "reward_scale": 1.0, "noise_scale": 0.0, "autotune_alpha": False, "init_alpha": 1.0,
-                   "critic_lr": 1e-3, "policy_delay": 1, "hidden": (256, 256), "activation": "relu"},
-            train={"utd": 1.0, "warmup_steps": 5_000},
-        ),
-    },
 )

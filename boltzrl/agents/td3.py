@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from boltzrl import nets
-from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, Preset, adam, apply_grads, scan_updates
+from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update, delayed, polyak_target
 
 
@@ -22,8 +22,10 @@ class TD3Config:
     """Adam learning rate of the actor."""
     critic_lr: float = 3e-4
     """Adam learning rate of the critics."""
-    hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and the critics."""
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of each critic."""
     activation: str = "relu"
     """Activation of the hidden layers."""
     gamma: float = 0.99
@@ -53,8 +55,8 @@ class TD3State(flax.struct.PyTreeNode):
 
 
 def make(config: TD3Config, obs_dim: int, act_dim: int) -> Agent:
-    actor_net = nets.DeterministicActor(config.hidden, act_dim, config.activation)
-    critic_net = nets.Critics(config.num_critics, config.hidden, config.activation)
+    actor_net = nets.DeterministicActor(config.actor_hidden, act_dim, config.activation)
+    critic_net = nets.Critics(config.num_critics, config.critic_hidden, config.activation)
     actor_opt, critic_opt = adam(config.actor_lr), adam(config.critic_lr)
 
     def init(key):
@@ -108,7 +110,6 @@ TD3_SPEC = AlgoSpec(
     make=make,
     evaluation="the deterministic actor's action, without exploration noise.",
     description="TD3: twin critics, policy delay 2, target smoothing 0.2 (clip 0.5), exploration noise 0.1.",
-    presets={"default": Preset("TD3 as published: 2×256 ReLU, lr 3e-4, 1 update per env step.")},
 )
 
 DDPG_SPEC = AlgoSpec(
@@ -117,10 +118,4 @@ DDPG_SPEC = AlgoSpec(
     make=make,
     evaluation="the deterministic actor's action, without exploration noise.",
     description="DDPG: one critic, no target smoothing, actor updated every step, exploration noise 0.1.",
-    presets={
-        "default": Preset(
-            "DDPG (TD3-style networks): one critic, no smoothing, no delay.",
-            agent={"num_critics": 1, "policy_delay": 1, "target_noise": 0.0},
-        )
-    },
 )

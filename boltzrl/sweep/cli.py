@@ -70,7 +70,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="boltzrl sweep", description=__doc__.splitlines()[0],
                                 epilog="example: boltzrl sweep --algos sac td3 --envs Pendulum-v1 cheetah-run "
                                        "--seeds 0 1 2 --steps 100000 --out runs/sweep --workers 2 "
-                                       "--set hidden=64x64,256x256")
+                                       "--set critic_hidden=64x64,256x256")
     p.add_argument("--algos", nargs="+", required=True, help="algorithms (see `boltzrl list`)")
     p.add_argument("--envs", nargs="+", required=True, help="environment ids")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default: 0)")
@@ -78,7 +78,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="sweep folder; runs go to OUT/ALGO/ENV/VARIANT/seedS")
     p.add_argument("--preset", default=None, help="preset of every algorithm")
     p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
-                   help="option of `boltzrl train` and its values to sweep (tuples as 64x64 or '64 64')")
+                   help="option of `boltzrl train` and its values to sweep, each read as that option's value "
+                        "on the train command line (tuples as 64x64 or '64 64', booleans as true/false)")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local: subprocesses on this machine (default); ray: one Ray task per run")
     p.add_argument("--workers", type=int, default=1, help="local: runs at once (default 1)")

@@ -17,10 +17,7 @@ import dataclasses
 import itertools
 import json
 import os
-import re
 import shutil
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,8 +55,10 @@ class Run:
                 "--out", self.path]
         if self.preset:
             args += ["--preset", self.preset]
+        from boltzrl.options import tokens
+
         for key, value in self.overrides:
-            args += cli_tokens(key, value)
+            args += tokens(key, value)
         return args
 
     def resume_args(self) -> list[str]:
@@ -68,7 +67,8 @@ class Run:
 
 # --set parsing --------------------------------------------------------------------------------------------
 def parse_set(items: list[str]) -> list[tuple[str, list[str]]]:
-    """["hidden=64x64,256x256", "actor_lr=1e-3"] -> [("hidden", ["64x64", "256x256"]), ("actor_lr", ["1e-3"])]."""
+    """["critic_hidden=64x64,256x256", "actor_lr=1e-3"] -> [("critic_hidden", ["64x64", "256x256"]),
+    ("actor_lr", ["1e-3"])]; each value is read later by the parser of `boltzrl train` (see build_grid)."""
     parsed, seen = [], set()
     for item in items:
         key, sep, values = item.partition("=")
@@ -84,37 +84,6 @@ def parse_set(items: list[str]) -> list[tuple[str, list[str]]]:
     return parsed
 
 
-def parse_value(text: str, annotation) -> Any:
-    """Convert one --set value to the type of its config field (bool, int, float, str, tuple, or X | None)."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if text.lower() == "none" and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return parse_value(text, inner)
-    if origin is tuple:
-        text = text.strip()
-        tokens = text.split() if " " in text else text.split("x") if re.fullmatch(r"\d+(x\d+)+", text) else [text]
-        return tuple(parse_value(t, args[0]) for t in tokens)
-    if annotation is bool:
-        lowered = text.lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise ValueError(f"not a boolean: {text!r}")
-    if annotation is int:
-        number = float(text.replace("_", ""))
-        if not number.is_integer():
-            raise ValueError(f"not an integer: {text!r}")
-        return int(number)
-    if annotation is float:
-        return float(text)
-    if annotation is str:
-        return text
-    raise ValueError(f"values of type {annotation} cannot be set from the command line")
-
-
 def _type_name(annotation) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation)
 
@@ -126,31 +95,25 @@ def format_value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def cli_tokens(key: str, value: Any) -> list[str]:
-    flag = "--" + key.replace("_", "-")
-    if isinstance(value, bool):
-        return [flag] if value else ["--no-" + key.replace("_", "-")]
-    if isinstance(value, tuple):
-        return [flag, *(str(v) for v in value)]
-    return [flag, "None" if value is None else str(value)]
-
-
 def variant_name(preset: str | None, overrides: tuple[tuple[str, Any], ...]) -> str:
     parts = ([f"preset={preset}"] if preset else []) + [f"{k}={format_value(v)}" for k, v in overrides]
     return ",".join(parts) or "default"
 
 
 # building the grid ----------------------------------------------------------------------------------------
-def _field_types(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def build_grid(algos: list[str], envs: list[str], seeds: list[int], steps: int, out: str | Path,
                preset: str | None = None, sets: list[str] | None = None) -> list[Run]:
     """Every run of algos x envs x (--set values) x seeds, validated against the config classes.
 
-    Seeds vary slowest, so every configuration gets its first seed before any gets its second one.
+    Each --set value is read by the parser of `boltzrl train` (boltzrl.options), so it means what the same text
+    means on that command line. Seeds vary slowest, so every configuration gets its first seed before any gets its
+    second one.
     """
+    from boltzrl import options
     from boltzrl.agents import get_algo
     from boltzrl.training import TrainConfig
 
@@ -162,25 +125,25 @@ def build_grid(algos: list[str], envs: list[str], seeds: list[int], steps: int, 
         if len(set(values)) != len(values):
             raise ValueError(f"{name} lists a value twice.")
     specs = {algo: get_algo(algo) for algo in algos}
-    train_types = _field_types(TrainConfig)
+    train_types = _field_names(TrainConfig)
     parsed = parse_set(sets or [])
     value_lists = []
     for key, texts in parsed:
-        owners = [a for a, s in specs.items() if key in _field_types(s.config_cls)]
+        owners = [a for a, s in specs.items() if key in _field_names(s.config_cls)]
         if key not in train_types and len(owners) != len(specs):
             if not owners:
-                fields = sorted(set(train_types).union(*(_field_types(s.config_cls) for s in specs.values()))
-                                - RESERVED)
+                fields = sorted(train_types.union(*(_field_names(s.config_cls) for s in specs.values())) - RESERVED)
                 raise ValueError(f"--set {key}: no such option of `boltzrl train` for {', '.join(algos)}; "
                                  f"valid: {', '.join(fields)}.")
             raise ValueError(f"--set {key} is an option of {', '.join(owners)} only; sweep the other algorithms "
                              f"separately.")
-        annotation = train_types.get(key) or _field_types(specs[owners[0]].config_cls)[key]
+        agent_cls = specs[owners[0] if owners else algos[0]].config_cls
         values = []
         for text in texts:
             try:
-                values.append(parse_value(text, annotation))
-            except ValueError:
+                values.append(options.parse_text(agent_cls, key, text))
+            except options.OptionError:
+                annotation = options.annotation(agent_cls, key)
                 raise ValueError(f"--set {key}: cannot read {text!r} as {_type_name(annotation)}.") from None
         value_lists.append(values)
 

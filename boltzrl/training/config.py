@@ -65,6 +65,8 @@ def run_config_dict(algo: str, preset: str | None, agent_cfg, train_cfg: TrainCo
 
 def config_from_dict(d: dict[str, Any]):
     """(algo spec, agent config, train config) from a config.json dict."""
+    from boltzrl.options import configs_from_values
+
     spec = get_algo(d["algo"])
-    agent = {k: tuple(v) if isinstance(v, list) else v for k, v in d["agent"].items()}
-    return spec, spec.config_cls(**agent), TrainConfig(**d["train"])
+    agent_cfg, train_cfg = configs_from_values(spec.config_cls, d["agent"], d["train"])
+    return spec, agent_cfg, train_cfg
