@@ -203,7 +203,8 @@ def critic_step(critic_net, opt, params, opt_state, obs, action, target):
 
 def scan_updates(step_fn: Callable, state, batches: Batch, key: jax.Array):
     """Run `step_fn(state, batch, key) -> (state, info)` over the leading axis of `batches`; average the infos
-    (NaN marks a quantity not computed at a step, e.g. a delayed actor loss)."""
+    (NaN marks a quantity not computed at a step, e.g. a delayed actor loss), except rewritten replay actions,
+    which come back per step."""
     n = jax.tree_util.tree_leaves(batches)[0].shape[0]
     keys = jax.random.split(key, n)
 
@@ -212,7 +213,7 @@ def scan_updates(step_fn: Callable, state, batches: Batch, key: jax.Array):
         return step_fn(carry, batch, k)
 
     state, infos = jax.lax.scan(body, state, (batches, keys))
-    return state, jax.tree_util.tree_map(jnp.nanmean, infos)
+    return state, {name: value if name == REPLAY_ACTIONS else jnp.nanmean(value) for name, value in sorted(infos.items())}
 
 
 def td_target(reward, terminated, next_q, gamma: float):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import math
 import time
 from pathlib import Path
 
@@ -28,9 +27,10 @@ import numpy as np
 
 from boltzrl.agents import get_algo
 from boltzrl.envs import make_env
-from boltzrl.training.evaluation import Evaluator
 from boltzrl.training.config import TrainConfig, run_config_dict
-from boltzrl.training.offpolicy import ACT_STREAM, EVAL_STREAM, INIT_STREAM, UPDATE_STREAM, step_key
+from boltzrl.training.core import (ACT_STREAM, INIT_STREAM, UPDATE_STREAM, LoopState, RunRecord, step_key)
+from boltzrl.training.evaluation import Evaluator
+from boltzrl.training.offpolicy import real_next_obs
 from boltzrl.training.replay import ReplayBuffer
 from boltzrl.training.run_folder import RunFolder, write_json
 
@@ -67,7 +67,6 @@ def train_vmapped(algo: str, agent_cfg, cfg: TrainConfig, seeds: list[int], outs
     envs = _seed_envs(cfg.env, seeds)
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     agent = spec.make(agent_cfg, obs_dim, act_dim)
-    n_seeds = len(seeds)
 
     init = jax.jit(jax.vmap(agent.init))
     act = jax.jit(jax.vmap(lambda state, obs, key: agent.act(state, obs[None], key, deterministic=False)[0][0]))
@@ -77,93 +76,66 @@ def train_vmapped(algo: str, agent_cfg, cfg: TrainConfig, seeds: list[int], outs
     rngs = [np.random.default_rng(s) for s in seeds]
     buffers = [ReplayBuffer(cfg.buffer_size, obs_dim, act_dim) for _ in seeds]
     evaluators = [Evaluator(cfg.env, cfg.eval_episodes, s) for s in seeds]
+    records = []
     for folder, seed in zip(folders, seeds):
+        seed_cfg = dataclasses.replace(cfg, seed=seed)
         folder.create()
-        write_json(folder.config_path, run_config_dict(algo, preset, agent_cfg, dataclasses.replace(cfg, seed=seed)))
+        write_json(folder.config_path, run_config_dict(algo, preset, agent_cfg, seed_cfg))
+        records.append(RunRecord(folder, spec.name, seed_cfg, LoopState.fresh(seed_cfg),
+                                 extra_summary={"seeds_in_process": len(seeds)}))
+    loop = records[0].loop  # the counters every seed shares
 
     obs, _ = envs.reset(seed=list(seeds))
-    episode_returns, finished = np.zeros(n_seeds), [[] for _ in seeds]
-    info_sums: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # metric -> (weighted sums, counts) per seed
-    evals: list[list[float]] = [[] for _ in seeds]
-    steps = updates = 0
-    credit = 0.0
     start = time.perf_counter()
 
-    def evaluate():
-        for i, (folder, evaluator) in enumerate(zip(folders, evaluators)):
-            key = step_key(seeds[i], EVAL_STREAM, len(evals[i]))
-            result = evaluator.run(agent, _slice(states, i), key, len(evals[i]), folder.path)
-            folder.eval_log.append({"env_step": steps, **result, "wall_time_s": time.perf_counter() - start})
-            evals[i].append(result["eval_return"])
+    def advance(record: RunRecord, reward, done):
+        record.loop.record_rewards(reward, done)
+        if record.loop is not loop:
+            record.loop.env_steps, record.loop.iterations = loop.env_steps, loop.iterations
+            record.loop.update_steps, record.loop.wall_time_s = loop.update_steps, loop.wall_time_s
 
-    while steps < cfg.steps:
-        if steps < cfg.warmup_steps:
+    while loop.env_steps < cfg.steps:
+        if loop.env_steps < cfg.warmup_steps:
             actions = np.stack([r.uniform(-1.0, 1.0, act_dim) for r in rngs]).astype(np.float32)
         else:
-            actions = np.asarray(act(states, jnp.asarray(obs), _keys(seeds, ACT_STREAM, steps)))
+            actions = np.asarray(act(states, jnp.asarray(obs), _keys(seeds, ACT_STREAM, loop.env_steps)))
         next_obs, reward, terminated, truncated, infos = envs.step(actions)
         done = np.logical_or(terminated, truncated)
-        real_next = next_obs.copy()
-        if done.any():
-            real_next[done] = np.stack(infos["final_obs"][done])
+        real_next = real_next_obs(next_obs, done, infos)
         for i, buffer in enumerate(buffers):
             buffer.add(obs[i:i + 1], actions[i:i + 1], reward[i:i + 1], real_next[i:i + 1], terminated[i:i + 1])
-        episode_returns += reward
-        for i in np.flatnonzero(done):
-            finished[i].append(episode_returns[i])
-            episode_returns[i] = 0.0
         obs = next_obs
-        steps += 1
+        loop.env_steps += 1
+        loop.iterations += 1
+        loop.wall_time_s = time.perf_counter() - start
 
-        if steps >= cfg.warmup_steps and buffers[0].size >= cfg.batch_size:
-            credit += cfg.utd
-            if steps % cfg.update_every == 0 and credit >= 1.0:
-                n = int(credit)
-                credit -= n
+        info, n = None, 0
+        if loop.env_steps >= cfg.warmup_steps and buffers[0].size >= cfg.batch_size:
+            loop.update_credit += cfg.utd
+            if loop.env_steps % cfg.update_every == 0 and loop.update_credit >= 1.0:
+                n = int(loop.update_credit)
+                loop.update_credit -= n
                 samples = [b.sample(r, n, cfg.batch_size) for b, r in zip(buffers, rngs)]
-                batches = {k: np.stack([s[k] for s in samples]) for k in samples[0]}
-                states, info = update(states, batches, _keys(seeds, UPDATE_STREAM, steps))
-                updates += n
-                for name, value in jax.device_get(info).items():
-                    value = np.asarray(value, np.float64)
-                    if name == "critic_loss" and not np.all(np.isfinite(value)):
-                        raise FloatingPointError(f"Training diverged at env step {steps}: a critic loss is {value}.")
-                    known = ~np.isnan(value)  # NaN: not computed in this call (a delayed actor update)
-                    total, count = info_sums.get(name, (0.0, 0))
-                    info_sums[name] = (total + np.where(known, value * n, 0.0), count + known * n)
-        if steps % cfg.log_every == 0:
-            rate = steps / (time.perf_counter() - start)
-            for i, folder in enumerate(folders):
-                recent = finished[i][-10:]
-                folder.train_log.append({
-                    "env_step": steps, "update_step": updates, "steps_per_s": rate,
-                    "wall_time_s": time.perf_counter() - start,
-                    "episode_return": float(np.mean(recent)) if recent else math.nan,
-                    **{k: float(total[i] / count[i]) if count[i] else math.nan
-                       for k, (total, count) in info_sums.items()}})
-            info_sums = {}
-        if steps % cfg.eval_every == 0 or steps == cfg.steps:
-            evaluate()
+                batches = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *samples)
+                states, info = update(states, batches, _keys(seeds, UPDATE_STREAM, loop.env_steps))
+                info = jax.device_get(info)
+                loop.update_steps += n
+        for i, record in enumerate(records):
+            advance(record, reward[i:i + 1], done[i:i + 1])
+            if info is not None:
+                record.accumulate(_slice(info, i), n)
+        if loop.env_steps % cfg.log_every == 0:
+            for record in records:
+                record.log(loop.env_steps / loop.wall_time_s)
+        if loop.env_steps % cfg.eval_every == 0 or loop.env_steps == cfg.steps:
+            for i, (record, evaluator) in enumerate(zip(records, evaluators)):
+                record.evaluate(evaluator, agent, _slice(states, i))
 
-    wall = time.perf_counter() - start
-    summaries = []
-    for i, folder in enumerate(folders):
-        summary = {"algo": spec.name, "env": cfg.env, "seed": seeds[i], "final_eval_return": evals[i][-1],
-                   "best_eval_return": max(evals[i]), "env_steps": steps, "update_steps": updates,
-                   "wall_time_s": wall, "env_steps_per_s": steps / wall, "seeds_in_process": n_seeds,
-                   "peak_memory_mb": _peak_memory_mb(), "complete": True}
-        write_json(folder.summary_path, summary)
-        summaries.append(summary)
+    summaries = [record.summary(complete=True) for record in records]
     envs.close()
     for evaluator in evaluators:
         evaluator.close()
     return summaries
-
-
-def _peak_memory_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main(argv: list[str] | None = None) -> int:

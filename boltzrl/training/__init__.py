@@ -6,7 +6,7 @@ without JAX."""
 import importlib
 
 _EXPORTS = {"TrainConfig": "config", "config_from_dict": "config", "run_config_dict": "config",
-            "train": "offpolicy", "Interrupted": "offpolicy", "Diverged": "offpolicy"}
+            "train": "core", "Interrupted": "core", "Diverged": "core"}
 
 
 def __getattr__(name):

@@ -5,7 +5,7 @@
     train.csv          env_step, update_step, steps_per_s, episode_return, [agent losses, α, ...]
     summary.json       final_eval_return, best_eval_return, env_steps, wall_time_s, env_steps_per_s, complete, ...
     tb/                TensorBoard event files
-    checkpoint/        latest checkpoint (agent state, replay buffer, env state, loop counters and RNG)
+    checkpoint/        latest checkpoint (agent state, replay buffer if any, env state, loop counters and RNG)
 
 Every JSON file is written atomically (write, then rename), so an interrupted run never leaves a torn file.
 """
@@ -136,15 +136,16 @@ class RunFolder:
         return self.summary_path.exists() and bool(read_json(self.summary_path).get("complete"))
 
     # checkpoints --------------------------------------------------------------------------------------------
-    def save_checkpoint(self, agent_bytes: bytes, replay_bytes: bytes, env_state: bytes, loop: dict) -> None:
+    def save_checkpoint(self, agent_bytes: bytes, replay_bytes: bytes | None, env_state: bytes, loop: dict) -> None:
         """Write a complete checkpoint next to the old one, then swap it in, so a kill at any moment leaves one
-        intact checkpoint behind."""
+        intact checkpoint behind. replay_bytes is None for a collector that keeps no memory between iterations."""
         tmp = self.path / (CHECKPOINT + ".tmp")
         old = self.path / (CHECKPOINT + ".old")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         (tmp / "agent.msgpack").write_bytes(agent_bytes)
-        (tmp / "replay.npz").write_bytes(replay_bytes)
+        if replay_bytes is not None:
+            (tmp / "replay.npz").write_bytes(replay_bytes)
         (tmp / "envs.pkl").write_bytes(env_state)
         write_json(tmp / "loop.json", loop)  # written last: its presence marks a complete checkpoint
         shutil.rmtree(old, ignore_errors=True)
@@ -153,12 +154,13 @@ class RunFolder:
         os.replace(tmp, self.checkpoint_dir)
         shutil.rmtree(old, ignore_errors=True)
 
-    def load_checkpoint(self) -> tuple[bytes, bytes, bytes, dict]:
+    def load_checkpoint(self) -> tuple[bytes, bytes | None, bytes, dict]:
         if not self.has_checkpoint():
             raise FileNotFoundError(f"no checkpoint in {self.path}")
         d = self.checkpoint_dir
+        replay = d / "replay.npz"
         try:
-            return ((d / "agent.msgpack").read_bytes(), (d / "replay.npz").read_bytes(),
+            return ((d / "agent.msgpack").read_bytes(), replay.read_bytes() if replay.exists() else None,
                     (d / "envs.pkl").read_bytes(), read_json(d / "loop.json"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"the checkpoint in {d} is unreadable ({exc}); delete it to start over") from exc

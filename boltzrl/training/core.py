@@ -1,0 +1,284 @@
+"""The run core: what every run does whatever collects its data.
+
+It owns the run folder and config.json, the RNG streams, the stop flag, the evaluation / log / checkpoint
+schedule, the summary, resume and the divergence stop. A collector (`offpolicy.OffPolicyCollector` or
+`onpolicy.OnPolicyCollector`, chosen by the algorithm's spec) owns the environments' data path: it acts, steps
+the vector env, keeps what it collected and calls the agent's update. Everything the run does after a checkpoint
+depends only on what the checkpoint holds (agent state, the collector's memory, env state, RNG states, counters),
+so a resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import resource
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+import numpy as np
+
+from boltzrl.agents import get_algo
+from boltzrl.envs import load_vec_env_state, make_vec_env, save_vec_env_state
+from boltzrl.training.config import CHECKPOINT_FORMAT, TrainConfig, check_format, run_config_dict
+from boltzrl.training.evaluation import Evaluator
+from boltzrl.training.progress import Progress
+from boltzrl.training.run_folder import RunFolder, read_json, write_json
+
+INIT_STREAM, ACT_STREAM, UPDATE_STREAM, EVAL_STREAM = range(4)
+
+
+def step_key(seed: int, stream: int, counter: int) -> np.ndarray:
+    """A raw threefry key (uint32[2]) for one (seed, stream, counter), built on the host.
+
+    Deriving keys from counters needs no state to checkpoint and no per-step `jax.random.split` dispatch
+    (≈0.1–0.3 ms each outside jit); distinct keys give independent threefry streams."""
+    return np.array([(seed * 4 + stream) & 0xFFFFFFFF, counter & 0xFFFFFFFF], np.uint32)
+
+
+class Interrupted(Exception):
+    """Raised after an interrupted run saved its checkpoint."""
+
+
+class Diverged(Exception):
+    pass
+
+
+@dataclass
+class LoopState:
+    """The run's counters and running statistics; saved as JSON in every checkpoint."""
+
+    env_steps: int = 0
+    update_steps: int = 0
+    iterations: int = 0  # vector-env steps taken
+    update_credit: float = 0.0  # gradient steps owed (off-policy: num_envs · utd per iteration)
+    wall_time_s: float = 0.0
+    episode_returns: list[float] = field(default_factory=list)  # of the running episode, per env
+    finished_returns: list[float] = field(default_factory=list)  # since the last log row (and the 10 before)
+    info_sums: dict[str, list[float]] = field(default_factory=dict)  # metric → [Σ value·n, Σ n] since the last row
+    evals: list[list[float]] = field(default_factory=list)  # [env_step, eval_return]
+    next_eval: int = 0
+    next_log: int = 0
+    next_checkpoint: int | None = None  # None: only at the end and on interruption
+
+    @classmethod
+    def fresh(cls, cfg: TrainConfig) -> LoopState:
+        return cls(episode_returns=[0.0] * cfg.num_envs, next_eval=cfg.eval_every, next_log=cfg.log_every,
+                   next_checkpoint=cfg.checkpoint_every or None)
+
+    def record_rewards(self, reward, done) -> None:
+        for i in range(len(reward)):
+            self.episode_returns[i] += float(reward[i])
+            if done[i]:
+                self.finished_returns.append(self.episode_returns[i])
+                self.episode_returns[i] = 0.0
+
+
+class StopFlag:
+    """Turns SIGINT/SIGTERM into a flag checked between iterations, so the loop stops at a consistent point."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: signals cannot be caught here
+            pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C aborts at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class RunRecord:
+    """What one run writes about itself: train.csv and TensorBoard rows, eval.csv rows, summary.json.
+
+    Shared by the single-run core and the seeds-as-a-batch loop (one record per seed)."""
+
+    def __init__(self, folder: RunFolder, algo: str, cfg: TrainConfig, loop: LoopState, writer=None,
+                 progress: Progress | None = None, extra_summary: dict | None = None):
+        self.folder, self.algo, self.cfg, self.loop = folder, algo, cfg, loop
+        self.writer, self.progress, self.extra_summary = writer, progress, extra_summary or {}
+
+    def accumulate(self, info: dict, n: int) -> None:
+        """Running sums per metric, weighted by the n steps they average; NaN marks a metric not computed in
+        this call (a delayed actor update) and is skipped, but a non-finite critic loss means divergence."""
+        loop = self.loop
+        for name, value in info.items():
+            value = float(value)
+            if name == "critic_loss" and not math.isfinite(value):
+                self.summary(complete=False)
+                raise Diverged(f"Training diverged: the critic loss is {value} at env step {loop.env_steps}. The "
+                               f"last good checkpoint is in {self.folder.checkpoint_dir}; try a smaller learning rate.")
+            if not math.isnan(value):
+                total, count = loop.info_sums.get(name, (0.0, 0))
+                loop.info_sums[name] = [total + value * n, count + n]
+
+    def log(self, steps_per_s: float) -> None:
+        loop = self.loop
+        info = {name: total / count for name, (total, count) in loop.info_sums.items()}
+        recent = loop.finished_returns[-10:]
+        row = {"env_step": loop.env_steps, "update_step": loop.update_steps, "steps_per_s": steps_per_s,
+               "wall_time_s": loop.wall_time_s,
+               "episode_return": float(np.mean(recent)) if recent else float("nan"), **info}
+        self.folder.train_log.append(row)
+        if self.writer is not None:
+            for name, value in row.items():
+                if name != "env_step":
+                    self.writer.add_scalar(f"train/{name}", value, loop.env_steps)
+        loop.info_sums, loop.finished_returns = {}, loop.finished_returns[-10:]
+        if self.progress is not None:
+            self.progress.update(loop.env_steps, loop.evals[-1][1] if loop.evals else None)
+
+    def evaluate(self, evaluator: Evaluator, agent, state) -> None:
+        loop = self.loop
+        eval_index = len(loop.evals)
+        key = step_key(self.cfg.seed, EVAL_STREAM, eval_index)
+        result = evaluator.run(agent, state, key, eval_index, self.folder.path)
+        self.folder.eval_log.append({"env_step": loop.env_steps, **result, "wall_time_s": loop.wall_time_s})
+        if self.writer is not None:
+            for name, value in result.items():
+                self.writer.add_scalar(f"eval/{name}", value, loop.env_steps)
+        loop.evals.append([loop.env_steps, result["eval_return"]])
+        self.summary(complete=False)
+
+    def summary(self, complete: bool, session_steps: int | None = None, session_time: float | None = None):
+        loop = self.loop
+        returns = [r for _, r in loop.evals]
+        wall = loop.wall_time_s
+        summary = {
+            "algo": self.algo, "env": self.cfg.env, "seed": self.cfg.seed,
+            "final_eval_return": returns[-1] if returns else None,
+            "best_eval_return": max(returns) if returns else None,
+            "env_steps": loop.env_steps, "update_steps": loop.update_steps, "wall_time_s": wall,
+            "env_steps_per_s": loop.env_steps / wall if wall > 0 else None,
+            "peak_memory_mb": peak_memory_mb(), "complete": complete, **self.extra_summary,
+        }
+        if session_steps and session_time:
+            summary["session_env_steps_per_s"] = session_steps / session_time
+        write_json(self.folder.summary_path, summary)
+        return summary
+
+
+def train(algo: str, agent_cfg, train_cfg: TrainConfig, out: str | Path, preset: str | None = None,
+          resume: bool = False, verbose: bool = True) -> dict[str, Any]:
+    """Train (or resume) one run into the folder `out`; returns the summary dict."""
+    train_cfg.validate()
+    spec = get_algo(algo)
+    folder = RunFolder(out)
+    if resume:
+        if not folder.has_run():
+            raise FileNotFoundError(f"Nothing to resume in {folder.path}: it has no config.json.")
+        saved = read_json(folder.config_path)
+        check_format(saved, folder.config_path)
+        if saved["algo"] != algo:
+            raise ValueError(f"{folder.path} holds a {saved['algo']} run, not {algo}.")
+    elif folder.has_run():
+        raise FileExistsError(f"{folder.path} already holds a run; pass --resume to continue it or choose another --out.")
+    folder.create()
+    write_json(folder.config_path, run_config_dict(algo, preset, agent_cfg, train_cfg))
+    return _Run(spec, agent_cfg, train_cfg, folder, verbose).run(resume and folder.has_checkpoint())
+
+
+class _Run:
+    def __init__(self, spec, agent_cfg, cfg: TrainConfig, folder: RunFolder, verbose: bool):
+        from boltzrl.training.offpolicy import OffPolicyCollector
+        from boltzrl.training.onpolicy import OnPolicyCollector
+
+        self.spec, self.cfg, self.folder = spec, cfg, folder
+        envs = make_vec_env(cfg.env, cfg.num_envs, cfg.seed)
+        obs_dim = envs.single_observation_space.shape[0]
+        act_dim = envs.single_action_space.shape[0]
+        self.agent = spec.make(agent_cfg, obs_dim, act_dim)
+        collector_cls = OnPolicyCollector if spec.on_policy else OffPolicyCollector
+        self.collector = collector_cls(self.agent, envs, cfg)
+        self.evaluator = Evaluator(cfg.env, cfg.eval_episodes, cfg.seed)
+        self.progress = Progress(f"{spec.name} {cfg.env} seed {cfg.seed}", cfg.steps, enabled=verbose)
+
+    # state --------------------------------------------------------------------------------------------------
+    def _fresh(self) -> LoopState:
+        self.state = self.agent.init(step_key(self.cfg.seed, INIT_STREAM, 0))
+        self.collector.start()
+        return LoopState.fresh(self.cfg)
+
+    def _save(self):
+        loop = {**dataclasses.asdict(self.record.loop), **self.collector.loop_fields(),
+                "format": CHECKPOINT_FORMAT}
+        self.folder.save_checkpoint(flax.serialization.to_bytes(self.state), self.collector.memory_bytes(),
+                                    save_vec_env_state(self.collector.envs), loop)
+
+    def _restore(self) -> LoopState:
+        agent_bytes, memory_bytes, env_state, saved = self.folder.load_checkpoint()
+        if saved.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"The checkpoint in {self.folder.checkpoint_dir} was written by an older boltzrl "
+                             f"(format {saved.get('format', 1)}, this version reads {CHECKPOINT_FORMAT}); start a new run.")
+        self.state = flax.serialization.from_bytes(self.agent.init(jax.random.PRNGKey(0)), agent_bytes)
+        self.collector.envs.close()
+        self.collector.restore(load_vec_env_state(env_state), memory_bytes, saved)
+        loop = LoopState(**{f.name: saved[f.name] for f in dataclasses.fields(LoopState)})
+        self.folder.eval_log.truncate_after(loop.env_steps)
+        self.folder.train_log.truncate_after(loop.env_steps)
+        return loop
+
+    # main loop ----------------------------------------------------------------------------------------------
+    def run(self, resume: bool) -> dict[str, Any]:
+        from tensorboardX import SummaryWriter
+
+        loop = self._restore() if resume else self._fresh()
+        writer = SummaryWriter(str(self.folder.path / "tb"), purge_step=loop.env_steps or None)
+        self.record = RunRecord(self.folder, self.spec.name, self.cfg, loop, writer, self.progress)
+        self.progress.start(loop.env_steps)
+        start = time.perf_counter()
+        start_steps, wall_before = loop.env_steps, loop.wall_time_s
+        try:
+            with StopFlag() as stop:
+                while loop.env_steps < self.cfg.steps:
+                    if stop.requested:
+                        loop.wall_time_s = wall_before + time.perf_counter() - start
+                        self._save()
+                        raise Interrupted(f"Interrupted at step {loop.env_steps}; checkpoint saved in "
+                                          f"{self.folder.checkpoint_dir}. Continue with --resume.")
+                    self.state = self.collector.iteration(self.state, loop, self.record.accumulate)
+                    loop.wall_time_s = wall_before + time.perf_counter() - start
+                    self._on_schedule(loop)
+        finally:
+            writer.close()
+        loop.wall_time_s = wall_before + time.perf_counter() - start
+        if not loop.evals or loop.evals[-1][0] != loop.env_steps:
+            self.record.evaluate(self.evaluator, self.agent, self.state)
+        self._save()
+        summary = self.record.summary(complete=True, session_steps=loop.env_steps - start_steps,
+                                      session_time=time.perf_counter() - start)
+        self.progress.finish(summary)
+        self.collector.envs.close()
+        self.evaluator.close()
+        return summary
+
+    def _on_schedule(self, loop: LoopState):
+        if loop.env_steps >= loop.next_eval:
+            self.record.evaluate(self.evaluator, self.agent, self.state)
+            loop.next_eval += self.cfg.eval_every
+        if loop.env_steps >= loop.next_log:
+            self.record.log(self.progress.rate(loop.env_steps))
+            loop.next_log += self.cfg.log_every
+        if loop.next_checkpoint is not None and loop.env_steps >= loop.next_checkpoint:
+            loop.next_checkpoint += self.cfg.checkpoint_every
+            self._save()
