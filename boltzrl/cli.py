@@ -99,6 +99,8 @@ def cmd_list(argv: list[str]) -> int:
     print("algorithms (--algo) and presets (--preset):")
     for name, spec in ALGOS.items():
         print(f"  {name:8s} {spec.description}")
+        if spec.evaluation:
+            print(f"      (evaluation: {spec.evaluation})")
         for preset_name, preset in spec.presets.items():
             print(f"      {preset_name:10s} {preset.description}")
     print("\nenvironments (--env):")

@@ -1,5 +1,6 @@
 """Unit tests of the agents' pure pieces: TD targets, tanh-Gaussian log-probabilities, config handling, compilation."""
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,7 +39,7 @@ def test_unknown_algorithm_and_field_errors_are_one_sentence():
 
 
 @pytest.mark.parametrize("name", sorted(ALGOS))
-def test_every_agent_updates_acts_and_compiles_once(name):
+def test_every_agent_updates_acts_compiles_once_and_loads_back(name):
     spec = get_algo(name)
     small = {"critic_hidden": (32, 32)}
     if name == "sdac":
@@ -61,3 +62,14 @@ def test_every_agent_updates_acts_and_compiles_once(name):
     a1 = agent.act(state, obs, jax.random.PRNGKey(1), deterministic=True)[0]
     a2 = agent.act(state, obs, jax.random.PRNGKey(1), deterministic=True)[0]
     np.testing.assert_array_equal(a1, a2)
+
+    # saved and loaded into a freshly initialised state, it acts the same in both modes: the pytree is the agent
+    template = agent.init(jax.random.PRNGKey(5))
+    restored = flax.serialization.from_bytes(template, flax.serialization.to_bytes(state))
+    obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    for det in (False, True):
+        np.testing.assert_array_equal(agent.act(state, obs, jax.random.PRNGKey(2), deterministic=det)[0],
+                                      agent.act(restored, obs, jax.random.PRNGKey(2), deterministic=det)[0])
+    other = agent.act(template, obs, jax.random.PRNGKey(2), deterministic=True)[0]
+    assert not np.array_equal(other, agent.act(restored, obs, jax.random.PRNGKey(2), deterministic=True)[0])
+    assert agent.update.traces == 1 and agent.act.traces <= 4  # per mode and observation batch shape
