@@ -10,7 +10,7 @@ from boltzrl.agents import ALGOS, get_algo
 from boltzrl.agents.base import make_config, td_target
 from boltzrl.agents.entropy import sample_tanh_gaussian
 from boltzrl.agents.sac import SACConfig
-from conftest import make_batches
+from conftest import make_batches, make_rollout
 
 
 def test_td_target_bootstraps_on_truncation_only():
@@ -46,12 +46,15 @@ def test_every_agent_updates_acts_compiles_once_and_loads_back(name):
         small.update(actor_hidden=(32, 32), denoising_steps=3, num_candidates=2, num_draws=4)
     elif name == "dqs":
         small.update(num_mc_samples=8, denoising_steps=4, actor_width=32)
+    elif name == "ppo":
+        small.update(actor_hidden=(32, 32), num_minibatches=4)
     else:
         small.update(actor_hidden=(32, 32))
     agent = spec.make(spec.config(None, **small), 3, 2)
     state = agent.init(jax.random.PRNGKey(0))
     for i in range(3):
-        state, info = agent.update(state, make_batches(4, 32, 3, 2, seed=i), jax.random.PRNGKey(i))
+        data = make_rollout(agent, state, 8, 4, seed=i) if spec.on_policy else make_batches(4, 32, 3, 2, seed=i)
+        state, info = agent.update(state, data, jax.random.PRNGKey(i))
     assert all(np.isfinite(v) or k.endswith("loss") for k, v in jax.device_get(info).items())
     assert {"actor_loss", "critic_loss"} <= set(info)  # the same names in every agent's log
     assert agent.update.traces == 1  # same shapes → one trace, no recompilation

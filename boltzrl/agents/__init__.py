@@ -11,6 +11,7 @@ from importlib import resources
 
 from boltzrl.agents.base import Agent, AlgoSpec, Preset, load_presets
 from boltzrl.agents.dqs import SPEC as _DQS
+from boltzrl.agents.ppo import SPEC as _PPO
 from boltzrl.agents.sac import SPEC as _SAC
 from boltzrl.agents.sdac import SPEC as _SDAC
 from boltzrl.agents.td3 import DDPG_SPEC as _DDPG
@@ -38,7 +39,7 @@ def get_algo(name: str) -> AlgoSpec:
     return ALGOS[name]
 
 
-for _spec in (_SAC, _TD3, _DDPG, _SDAC, _DQS):
+for _spec in (_SAC, _TD3, _DDPG, _PPO, _SDAC, _DQS):
     register_algo(_spec)
 
 __all__ = ["ALGOS", "PRESETS", "Agent", "AlgoSpec", "Preset", "get_algo", "register_algo"]
