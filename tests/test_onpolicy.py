@@ -17,6 +17,7 @@ from boltzrl.agents.advantage import gae
 from boltzrl.agents.base import Agent, counted_jit
 from boltzrl.envs import make_vec_env, register_env
 from boltzrl.training import Interrupted, TrainConfig, train
+from boltzrl.training.loop_state import LoopState
 from boltzrl.training.onpolicy import OnPolicyCollector
 
 
@@ -94,8 +95,6 @@ def test_rollout_keeps_final_observations_and_episode_end_flags():
     envs = make_vec_env("test-walk", 2, seed=0)  # env 0 (seed 0) terminates, env 1 (seed 1) only truncates
     collector = OnPolicyCollector(_ConstantAgent(), envs, TrainConfig(env="test-walk", num_envs=2, rollout_steps=8))
     collector.start()
-    from boltzrl.training.core import LoopState
-
     loop = LoopState.fresh(TrainConfig(num_envs=2))
     rollout = collector.collect(None, loop)
     assert rollout.obs.shape == (8, 2, 2) and rollout.action.shape == (8, 2, 1)

@@ -28,7 +28,8 @@ import numpy as np
 from boltzrl.agents import get_algo
 from boltzrl.envs import make_env
 from boltzrl.training.config import TrainConfig, run_config_dict
-from boltzrl.training.core import (ACT_STREAM, INIT_STREAM, UPDATE_STREAM, LoopState, RunRecord, step_key)
+from boltzrl.training.core import RunRecord
+from boltzrl.training.loop_state import ACT_STREAM, INIT_STREAM, UPDATE_STREAM, LoopState, step_key
 from boltzrl.training.evaluation import Evaluator
 from boltzrl.training.offpolicy import real_next_obs
 from boltzrl.training.replay import ReplayBuffer

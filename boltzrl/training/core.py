@@ -15,7 +15,6 @@ import math
 import resource
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,11 @@ from boltzrl.agents import get_algo
 from boltzrl.envs import load_vec_env_state, make_vec_env, save_vec_env_state
 from boltzrl.training.config import CHECKPOINT_FORMAT, TrainConfig, check_format, run_config_dict
 from boltzrl.training.evaluation import Evaluator
+from boltzrl.training.loop_state import EVAL_STREAM, INIT_STREAM, LoopState, step_key
+from boltzrl.training.offpolicy import OffPolicyCollector
+from boltzrl.training.onpolicy import OnPolicyCollector
 from boltzrl.training.progress import Progress
 from boltzrl.training.run_folder import RunFolder, read_json, write_json
-
-INIT_STREAM, ACT_STREAM, UPDATE_STREAM, EVAL_STREAM = range(4)
-
-
-def step_key(seed: int, stream: int, counter: int) -> np.ndarray:
-    """A raw threefry key (uint32[2]) for one (seed, stream, counter), built on the host.
-
-    Deriving keys from counters needs no state to checkpoint and no per-step `jax.random.split` dispatch
-    (≈0.1–0.3 ms each outside jit); distinct keys give independent threefry streams."""
-    return np.array([(seed * 4 + stream) & 0xFFFFFFFF, counter & 0xFFFFFFFF], np.uint32)
-
 
 class Interrupted(Exception):
     """Raised after an interrupted run saved its checkpoint."""
@@ -47,36 +38,6 @@ class Interrupted(Exception):
 
 class Diverged(Exception):
     pass
-
-
-@dataclass
-class LoopState:
-    """The run's counters and running statistics; saved as JSON in every checkpoint."""
-
-    env_steps: int = 0
-    update_steps: int = 0
-    iterations: int = 0  # vector-env steps taken
-    update_credit: float = 0.0  # gradient steps owed (off-policy: num_envs · utd per iteration)
-    wall_time_s: float = 0.0
-    episode_returns: list[float] = field(default_factory=list)  # of the running episode, per env
-    finished_returns: list[float] = field(default_factory=list)  # since the last log row (and the 10 before)
-    info_sums: dict[str, list[float]] = field(default_factory=dict)  # metric → [Σ value·n, Σ n] since the last row
-    evals: list[list[float]] = field(default_factory=list)  # [env_step, eval_return]
-    next_eval: int = 0
-    next_log: int = 0
-    next_checkpoint: int | None = None  # None: only at the end and on interruption
-
-    @classmethod
-    def fresh(cls, cfg: TrainConfig) -> LoopState:
-        return cls(episode_returns=[0.0] * cfg.num_envs, next_eval=cfg.eval_every, next_log=cfg.log_every,
-                   next_checkpoint=cfg.checkpoint_every or None)
-
-    def record_rewards(self, reward, done) -> None:
-        for i in range(len(reward)):
-            self.episode_returns[i] += float(reward[i])
-            if done[i]:
-                self.finished_returns.append(self.episode_returns[i])
-                self.episode_returns[i] = 0.0
 
 
 class StopFlag:
@@ -200,9 +161,6 @@ def train(algo: str, agent_cfg, train_cfg: TrainConfig, out: str | Path, preset:
 
 class _Run:
     def __init__(self, spec, agent_cfg, cfg: TrainConfig, folder: RunFolder, verbose: bool):
-        from boltzrl.training.offpolicy import OffPolicyCollector
-        from boltzrl.training.onpolicy import OnPolicyCollector
-
         self.spec, self.cfg, self.folder = spec, cfg, folder
         envs = make_vec_env(cfg.env, cfg.num_envs, cfg.seed)
         obs_dim = envs.single_observation_space.shape[0]

@@ -14,7 +14,7 @@ import numpy as np
 
 from boltzrl.agents.base import REPLAY_ACTIONS
 from boltzrl.training.config import TrainConfig
-from boltzrl.training.core import ACT_STREAM, UPDATE_STREAM, LoopState, step_key
+from boltzrl.training.loop_state import ACT_STREAM, UPDATE_STREAM, LoopState, step_key
 from boltzrl.training.replay import ReplayBuffer
 
 
