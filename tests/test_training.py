@@ -28,7 +28,9 @@ def _train_columns(run: Path):
 
 @pytest.mark.slow
 def test_sac_learns_pendulum(tmp_path):
-    cfg = TrainConfig(env="Pendulum-v1", steps=10_000, warmup_steps=1_000, eval_every=5_000, eval_episodes=10,
+    """Measured with evaluations every 1k steps: −1015 at 3k, −329 at 4k, −88 at 5k, −98 at 6k (checked here),
+    −157 at 7k, −139 at 10k."""
+    cfg = TrainConfig(env="Pendulum-v1", steps=6_000, warmup_steps=1_000, eval_every=6_000, eval_episodes=10,
                       checkpoint_every=0, seed=0)
     summary = train("sac", get_algo("sac").config(), cfg, tmp_path / "run", verbose=False)
     assert summary["final_eval_return"] >= -250, summary
