@@ -37,6 +37,20 @@ def test_alpha_moves_toward_the_target_entropy():
     assert float(jnp.exp(state.log_alpha)) < 5.0
 
 
+@pytest.mark.parametrize("target, direction", [(0.05, -1), (0.9, +1)])
+def test_auto_temperature_cools_a_too_wide_policy_and_warms_a_too_narrow_one(target, direction):
+    """A fresh chain's samples spread ≈ 0.6 per dimension: wider than 0.05, narrower than 0.9 (wider than the
+    box allows, so the temperature must keep rising). Every update's measured std is logged."""
+    spec = get_algo("sdac")
+    config = spec.config(None, auto_temperature=True, target_policy_std=target, energy_scale=0.3,
+                         temperature_follows_alpha=False, policy_delay=1, std_states=8, std_samples=4, **TINY)
+    agent = spec.make(config, 3, 2)
+    state, info = agent.update(agent.init(jax.random.PRNGKey(0)), make_batches(n=20), jax.random.PRNGKey(1))
+    moved = float(state.log_temperature) - np.log(0.3)
+    assert direction * moved > 0.01, (moved, info)
+    assert 0.3 < float(info["policy_std"]) < 0.8, info
+
+
 def test_bad_proposal_is_rejected():
     with pytest.raises(ValueError, match="proposal must be one of"):
         SDACConfig(proposal="gaussian")

@@ -7,7 +7,9 @@ A VP diffusion policy trained with reverse-sampling score matching (RSSM) on the
     L = Σ_j w_j·‖ε_θ(s, a_t, t) − ε^j‖²
 
 Acting and the TD target use best-of-N samples plus Gaussian noise noise_scale·α; α follows a target entropy of
-that noise. An EMA copy of the policy is the one that acts.
+that noise. An EMA copy of the policy is the one that acts. With auto_temperature the RSSM temperature is tuned
+instead, like SAC's α, toward a target spread of the policy's own samples at a state, so that how sharp the policy
+is does not hinge on how much Q varies over actions on a given task.
 
 The presets live in boltzrl/data/presets.toml. The `paper` preset follows the paper and its camera-ready code;
 knowing departures: the cosine schedule of the paper's text (the code runs a linear one scaled by 0.8, selectable
@@ -70,6 +72,18 @@ class SDACConfig:
     α/5)."""
     temperature_follows_alpha: bool = True
     """Tie the RSSM temperature to the exploration α (the paper); if False they are separate knobs."""
+    auto_temperature: bool = False
+    """Tune the RSSM temperature (starting at energy_scale) so that the policy's action std at a state matches
+    target_policy_std: SAC's target entropy, measured on the diffusion policy's own samples."""
+    target_policy_std: float = 0.1
+    """Target per-dimension std of the policy's actions at one state (geometric mean over dimensions and states);
+    0.1 is about the std of a Gaussian with SAC's target entropy of −1 per dimension."""
+    temperature_lr: float = 1e-3
+    """Adam learning rate of the log temperature under auto_temperature."""
+    std_states: int = 16
+    """States of the minibatch at which auto_temperature measures the policy's std."""
+    std_samples: int = 8
+    """Policy samples per state that measure its std."""
     init_alpha: float = 5.0
     """Initial α; exploration noise std is noise_scale·α."""
     noise_scale: float = 0.1
@@ -114,16 +128,20 @@ class SDACConfig:
         if self.proposal not in PROPOSALS:
             raise ValueError(f"proposal must be one of {', '.join(PROPOSALS)}, got {self.proposal!r}.")
         for name in ("denoising_steps", "num_candidates", "num_draws", "policy_delay", "alpha_every",
-                     "spread_actions"):
+                     "spread_actions", "std_states", "std_samples"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.target_candidates < 0:
             raise ValueError(f"target_candidates must be 0 (same as num_candidates) or positive, got {self.target_candidates}.")
-        for name in ("energy_scale", "init_alpha"):
+        for name in ("energy_scale", "init_alpha", "temperature_lr"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.noise_scale < 0 or (self.autotune_alpha and self.noise_scale == 0):
             raise ValueError(f"noise_scale must be positive (or 0 with autotune_alpha off), got {self.noise_scale}.")
+        if not 0 < self.target_policy_std < 1:
+            raise ValueError(f"target_policy_std must be in (0, 1) (actions live in [-1, 1]), got {self.target_policy_std}.")
+        if self.std_samples < 2 and self.auto_temperature:
+            raise ValueError("std_samples must be at least 2 to measure a std.")
         if self.truncated_draws and not self.clip_a0:
             raise ValueError("truncated_draws needs clip_a0: the draws are truncated to the action box.")
 
@@ -134,9 +152,11 @@ class SDACState(flax.struct.PyTreeNode):
     critic: dict
     target_critic: dict
     log_alpha: jax.Array
+    log_temperature: jax.Array
     policy_opt: tuple
     critic_opt: tuple
     alpha_opt: tuple
+    temperature_opt: tuple
     steps: jax.Array
 
 
@@ -148,6 +168,7 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
     actor_lr = optax.linear_schedule(config.actor_lr, config.actor_lr_end, config.actor_lr_decay_steps,
                                      config.actor_lr_decay_begin)
     policy_opt, critic_opt, alpha_opt = adam(actor_lr), adam(config.critic_lr), adam(config.alpha_lr)
+    temperature_opt = adam(config.temperature_lr)
     target_entropy = config.target_entropy_per_dim * act_dim
 
     def sample(policy, obs, key, n):
@@ -172,9 +193,11 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
         policy = eps_net.init(k1, obs, act, jnp.zeros((), jnp.int32))
         critic = critic_net.init(k2, obs, act)
         log_alpha = jnp.log(jnp.float32(config.init_alpha))
+        log_temperature = jnp.log(jnp.float32(config.energy_scale))
         return SDACState(
             policy=policy, ema_policy=policy, critic=critic, target_critic=critic, log_alpha=log_alpha,
-            policy_opt=policy_opt.init(policy), critic_opt=critic_opt.init(critic), alpha_opt=alpha_opt.init(log_alpha),
+            log_temperature=log_temperature, policy_opt=policy_opt.init(policy), critic_opt=critic_opt.init(critic),
+            alpha_opt=alpha_opt.init(log_alpha), temperature_opt=temperature_opt.init(log_temperature),
             steps=jnp.zeros((), jnp.int32),
         )
 
@@ -211,7 +234,7 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
             uniform = jax.random.uniform(k_ref, (obs.shape[0], config.spread_actions, act_dim), minval=-1.0, maxval=1.0)
             obs_k = jnp.broadcast_to(obs[:, None], uniform.shape[:2] + (obs_dim,))
             reference = critic_net.apply(critic, obs_k, uniform).min(0)
-        temperature = config.energy_scale * (jnp.exp(state.log_alpha) if config.temperature_follows_alpha else 1.0)
+        temperature = jnp.exp(state.log_temperature) * (jnp.exp(state.log_alpha) if config.temperature_follows_alpha else 1.0)
         weights = diffusion.rssm_weights(q, config.q_normalization, temperature, reference)
 
         def loss_fn(params):
@@ -221,6 +244,16 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
         policy, p_opt = apply_grads(policy_opt, state.policy, state.policy_opt, grads)
         ess = 1.0 / jnp.sum(weights**2, axis=-1).mean()  # effective number of draws: how peaked the weights are
         return policy, p_opt, loss, ess
+
+    def tune_temperature(state: SDACState, obs, key):
+        """One Adam step on log temperature: down while the policy's actions at a state spread wider than the
+        target, up while narrower. The policy needs updates to follow a new temperature, so like SAC's α this is a
+        slow feedback loop, not a per-batch solve."""
+        samples = sample(state.policy, obs[:config.std_states], key, config.std_samples)
+        log_std = jnp.log(jnp.std(samples, axis=1) + 1e-6).mean()
+        grad = jax.grad(alpha_loss)(state.log_temperature, log_std, math.log(config.target_policy_std))
+        log_temperature, t_opt = apply_grads(temperature_opt, state.log_temperature, state.temperature_opt, grad)
+        return state.replace(log_temperature=log_temperature, temperature_opt=t_opt), jnp.exp(log_std)
 
     def step(state: SDACState, batch, key):
         k_next, k_noise, k_pi = jax.random.split(key, 3)
@@ -235,7 +268,11 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
             policy, p_opt, loss, ess = policy_update(state, state.critic, batch, k_pi)
             state = polyak_target(state, config.tau).replace(
                 policy=policy, policy_opt=p_opt, ema_policy=nets.soft_update(state.ema_policy, policy, config.tau))
-            return state, {"actor_loss": loss, "rssm_ess": ess}
+            info = {"actor_loss": loss, "rssm_ess": ess}
+            if config.auto_temperature:
+                state, info["policy_std"] = tune_temperature(state, batch.obs, jax.random.fold_in(k_pi, 1))
+                info["temperature"] = jnp.exp(state.log_temperature)
+            return state, info
 
         state, policy_info = delayed(state.steps, config.policy_delay, update_policy, state)
 
