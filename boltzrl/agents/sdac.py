@@ -253,6 +253,9 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
         log_std = jnp.log(jnp.std(samples, axis=1) + 1e-6).mean()
         grad = jax.grad(alpha_loss)(state.log_temperature, log_std, math.log(config.target_policy_std))
         log_temperature, t_opt = apply_grads(temperature_opt, state.log_temperature, state.temperature_opt, grad)
+        # a target the policy cannot reach drives the temperature down without end; far below the point where the
+        # weights are one-hot it changes nothing but would underflow to 0, so it is held in a float32-safe range
+        log_temperature = jnp.clip(log_temperature, -20.0, 20.0)
         return state.replace(log_temperature=log_temperature, temperature_opt=t_opt), jnp.exp(log_std)
 
     def step(state: SDACState, batch, key):
