@@ -32,26 +32,32 @@ def cmd_train(argv: list[str]) -> int:
     from boltzrl import options
     from boltzrl.agents import get_algo
     from boltzrl.training import Diverged, Interrupted, TrainConfig, config_from_dict, train
-    from boltzrl.training.run_folder import RunFolder, read_json
+    from boltzrl.training.config import refuse_conflicts, resume_conflicts
+    from boltzrl.training.run_folder import RunFolder
 
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--algo", default="sac")
+    pre.add_argument("--algo", default=None)
     pre.add_argument("--preset", default=None)
     pre.add_argument("--out", default=None)
     pre.add_argument("--resume", action="store_true")
     known, _ = pre.parse_known_args(argv)
 
     if known.resume:
+        # The saved run's values are the defaults, so only the flags given can differ from them; train() refuses
+        # those that cannot change mid-run before it touches the folder. --algo is checked here, before another
+        # algorithm's options would be read as unknown ones.
         if not known.out:
             raise UserError("--resume needs --out, the run folder to continue.")
         folder = RunFolder(known.out)
         if not folder.has_run():
             raise UserError(f"Nothing to resume in {known.out}: it has no config.json.")
-        saved = read_json(folder.config_path)
-        spec, agent_cfg, train_cfg = config_from_dict(saved)
-        known.algo, known.preset = saved["algo"], saved["preset"]
+        saved = folder.read_config()
+        spec, agent_cfg, train_cfg = config_from_dict(saved, folder.config_path)
+        if known.algo is not None:
+            refuse_conflicts(folder.path, resume_conflicts(spec.name, None, None, None, get_algo(known.algo).name))
+        known.preset = known.preset or saved["preset"]
     else:
-        spec = get_algo(known.algo)
+        spec = get_algo(known.algo or "sac")
         preset = spec.preset(known.preset) if known.preset else None
         agent_cfg = spec.config(known.preset)
         train_cfg = TrainConfig(**(preset.train if preset else {}))
@@ -151,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[command](rest)
     except (UserError, ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"boltzrl: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused something the run folder needs
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"boltzrl: error: {exc.strerror or exc}{where}.", file=sys.stderr)
         return 2
     except ImportError as exc:
         print(f"boltzrl: error: {exc}. Install the optional extra that provides it (see README).", file=sys.stderr)

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Optional
 
 import tyro
 
-from boltzrl.training.config import TrainConfig
+from boltzrl.training.config import TrainConfig, check_field_ranges
 
 CLI_OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "algo": (str, "sac", "Algorithm (see `boltzrl list`)."),
@@ -122,9 +122,12 @@ def parse_args(agent_cls, argv: list[str], defaults: dict[str, Any] | None = Non
 
 
 def split(agent_cls, args) -> tuple[Any, TrainConfig]:
-    """(agent config, train config) from parsed args."""
+    """(agent config, train config) from parsed args; agent fields out of their generic ranges (see
+    `check_field_ranges`) are refused in one sentence."""
     train = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-    return agent_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(agent_cls)}), train
+    agent = agent_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(agent_cls)})
+    check_field_ranges(agent)
+    return agent, train
 
 
 def text_tokens(name: str, text: str, tp) -> list[str]:

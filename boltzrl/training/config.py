@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -50,9 +51,95 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
-        for name in ["utd", "warmup_steps", "checkpoint_every"]:
-            if getattr(self, name) < 0:
+        for name in ["seed", "utd", "warmup_steps", "checkpoint_every"]:
+            if not getattr(self, name) >= 0:  # also refuses NaN
                 raise ValueError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(self, name)}.")
+        if not math.isfinite(self.utd):
+            raise ValueError(f"--utd must be finite, got {self.utd}.")
+
+    def check_can_learn(self, on_policy: bool) -> None:
+        """Refuse, in one sentence, an off-policy run that would end without a single gradient step: one whose
+        warm-up lasts the whole run, or whose minibatch is larger than the replay buffer will ever hold."""
+        if on_policy:
+            return  # every rollout ends in an update
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"--warmup-steps ({self.warmup_steps}) must be smaller than --steps ({self.steps}), "
+                             f"or the run never learns.")
+        held = min(self.buffer_size, self.steps)
+        if self.batch_size > held:
+            what = "--buffer-size" if self.buffer_size < self.steps else "--steps"
+            raise ValueError(f"--batch-size ({self.batch_size}) is larger than the {held} transitions the replay "
+                             f"buffer will ever hold ({what} {held}), so no update would ever happen.")
+
+
+RESUMABLE = frozenset({"steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"})
+"""TrainConfig fields that `--resume` may change: the run's length and the cadence of what it writes. Everything
+else (the env, the seed, how data is collected and learnt from, every agent option) is fixed when a run starts."""
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def resume_conflicts(saved_algo: str, saved_preset: str | None, saved_agent, saved_train: TrainConfig, algo=None,
+                     preset=None, agent_cfg=None, train_cfg: TrainConfig | None = None) -> list[str]:
+    """What a `--resume` asks to change that a run cannot change mid-way, as "--seed (0 → 7)" texts; None for
+    algo, preset or a config means "not given"."""
+    conflicts = []
+    if algo is not None and algo != saved_algo:
+        conflicts.append(f"--algo ({saved_algo} → {algo})")
+    if preset is not None and preset != saved_preset:
+        conflicts.append(f"--preset ({saved_preset} → {preset})")
+    for saved, given, fixed in ((saved_train, train_cfg, lambda name: name not in RESUMABLE),
+                                (saved_agent, agent_cfg, lambda name: True)):
+        if given is None or type(given) is not type(saved):  # another algorithm's config: --algo says it all
+            continue
+        for f in dataclasses.fields(saved):
+            old, new = getattr(saved, f.name), getattr(given, f.name)
+            if isinstance(old, (tuple, list)) and isinstance(new, (tuple, list)):
+                old, new = tuple(old), tuple(new)
+            if fixed(f.name) and old != new:
+                conflicts.append(f"{_option(f.name)} ({_show(old)} → {_show(new)})")
+    return conflicts
+
+
+def _show(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def refuse_conflicts(path, conflicts: list[str]) -> None:
+    if conflicts:
+        raise ValueError(f"--resume cannot change {', '.join(conflicts)} of the run in {path}: only --steps and the "
+                         f"eval, checkpoint and log cadence may change when resuming; start a new run with another "
+                         f"--out instead.")
+
+
+def check_field_ranges(cfg) -> None:
+    """Range checks that hold for a field of any config by its name, so every agent gets them without repeating
+    them: learning rates ≥ 0 (0 freezes a network, which tests use), discount factors and GAE λ in [0, 1],
+    Polyak rates τ in (0, 1], network widths ≥ 1, and no NaN anywhere."""
+    for f in dataclasses.fields(cfg):
+        name, value = f.name, getattr(cfg, f.name)
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError(f"{_option(name)} must be a number, got nan.")
+        if name == "lr" or name.endswith(("_lr", "_lr_end", "learning_rate")):
+            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+                raise ValueError(f"{_option(name)} is a learning rate and must be non-negative, got {value}.")
+        elif name == "gamma" or name.endswith("_lambda"):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{_option(name)} must be in [0, 1], got {value}.")
+        elif name == "tau":
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{_option(name)} must be in (0, 1], got {value}.")
+        elif name.endswith("_hidden") and isinstance(value, (tuple, list)):
+            if any(not isinstance(width, int) or width < 1 for width in value):
+                raise ValueError(f"{_option(name)} lists layer widths, which must be positive, got "
+                                 f"{' '.join(map(str, value))}.")
+        elif name.endswith(("_width", "_blocks")) or name == "embed_dim":
+            if isinstance(value, int) and value < 1:
+                raise ValueError(f"{_option(name)} must be positive, got {value}.")
 
 
 CONFIG_FORMAT = 2
@@ -63,6 +150,8 @@ CHECKPOINT_FORMAT = 2
 
 def check_format(saved: dict[str, Any], path) -> None:
     """Refuse, in one sentence, a run folder written by an older layout: its option names no longer parse."""
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} is not a boltzrl run configuration (a JSON object was expected).")
     if saved.get("format") != CONFIG_FORMAT:
         raise ValueError(f"{path} was written by an older boltzrl (config format {saved.get('format', 1)}, this "
                          f"version reads {CONFIG_FORMAT}); rerun it with this version.")
@@ -79,11 +168,16 @@ def run_config_dict(algo: str, preset: str | None, agent_cfg, train_cfg: TrainCo
     }
 
 
-def config_from_dict(d: dict[str, Any]):
-    """(algo spec, agent config, train config) from a config.json dict."""
-    check_format(d, "the run's config.json")
+def config_from_dict(d: dict[str, Any], path="the run's config.json"):
+    """(algo spec, agent config, train config) from a config.json dict; `path` names the file in errors."""
+    check_format(d, path)
     from boltzrl.options import configs_from_values
 
-    spec = get_algo(d["algo"])
-    agent_cfg, train_cfg = configs_from_values(spec.config_cls, d["agent"], d["train"])
+    try:
+        spec = get_algo(d["algo"])
+        agent_cfg, train_cfg = configs_from_values(spec.config_cls, d["agent"], d["train"])
+    except (KeyError, TypeError, AttributeError) as exc:  # a hand-edited or truncated file
+        raise ValueError(f"{path} is incomplete or malformed ({type(exc).__name__}: {exc}).") from None
+    except ValueError as exc:
+        raise ValueError(f"{path} holds settings this version refuses: {exc}") from None
     return spec, agent_cfg, train_cfg

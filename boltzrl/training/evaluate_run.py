@@ -9,7 +9,7 @@ import jax
 
 from boltzrl.training.evaluation import Evaluator
 from boltzrl.training import config_from_dict
-from boltzrl.training.run_folder import CHECKPOINT, RunFolder, read_json
+from boltzrl.training.run_folder import CHECKPOINT, RunFolder
 
 
 def load_agent(run: str | Path):
@@ -23,7 +23,7 @@ def load_agent(run: str | Path):
     agent_file = folder.checkpoint_dir / "agent.msgpack"
     if not agent_file.exists():
         raise FileNotFoundError(f"{run} has no checkpoint yet.")
-    spec, agent_cfg, train_cfg = config_from_dict(read_json(folder.config_path))
+    spec, agent_cfg, train_cfg = config_from_dict(folder.read_config(), folder.config_path)
     from boltzrl.envs import make_env
 
     env = make_env(train_cfg.env, 0)

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from boltzrl.envs import make_vec_env
+from boltzrl.training.loop_state import check_finite
 
 EVAL_SEED_OFFSET = 10_000  # evaluation envs never share seeds with training envs
 
@@ -37,8 +38,11 @@ class Evaluator:
         while running.any():
             key, k = jax.random.split(key)
             actions = np.asarray(agent.act(state, obs, k, deterministic=True)[0])
+            check_finite("the evaluation policy returned {} actions, which were not passed to the environment",
+                         actions)
             obs, reward, terminated, truncated, infos = self.envs.step(actions)
-            returns += reward * running
+            check_finite("the environment returned a {} reward during evaluation", reward[running])
+            returns += np.where(running, reward, 0.0)  # an ended episode's env may go on returning anything
             lengths += running
             done = np.logical_or(terminated, truncated)
             if trajectories is not None:

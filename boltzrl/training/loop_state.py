@@ -20,6 +20,18 @@ def step_key(seed: int, stream: int, counter: int) -> np.ndarray:
     return np.array([(seed * 4 + stream) & 0xFFFFFFFF, counter & 0xFFFFFFFF], np.uint32)
 
 
+class NonFinite(ValueError):
+    """A NaN or infinity where the run needs numbers; the message says where, as a clause ("the policy returned
+    non-finite actions"). The run core turns it into its divergence stop; `boltzrl eval` prints it."""
+
+
+def check_finite(what: str, value) -> None:
+    """Raise NonFinite if the array `value` holds a NaN or an infinity (microseconds per step); `what` is the
+    message with {} where "NaN" or "infinite" goes."""
+    value = np.asarray(value)
+    if not np.isfinite(value).all():
+        raise NonFinite(what.format("NaN" if np.isnan(value).any() else "infinite"))
+
 
 @dataclass
 class LoopState:

@@ -14,7 +14,7 @@ import numpy as np
 
 from boltzrl.agents.base import REPLAY_ACTIONS
 from boltzrl.training.config import TrainConfig
-from boltzrl.training.loop_state import ACT_STREAM, UPDATE_STREAM, LoopState, step_key
+from boltzrl.training.loop_state import ACT_STREAM, UPDATE_STREAM, LoopState, check_finite, step_key
 from boltzrl.training.replay import ReplayBuffer
 
 
@@ -25,6 +25,11 @@ def real_next_obs(next_obs, done, infos):
     real = next_obs.copy()
     real[done] = np.stack(infos["final_obs"][done])
     return real
+
+
+def check_environment(obs, reward) -> None:
+    check_finite("the environment returned a {} reward for finite actions", reward)
+    check_finite("the environment returned a {} observation for finite actions", obs)
 
 
 class OffPolicyCollector:
@@ -44,9 +49,13 @@ class OffPolicyCollector:
     def memory_bytes(self) -> bytes:
         return self.buffer.to_bytes()
 
-    def restore(self, envs, memory_bytes: bytes, fields: dict):
-        self.envs = envs
+    def load_memory(self, memory_bytes: bytes | None):
+        if memory_bytes is None:
+            raise ValueError("the file is missing")
         self.buffer.load_bytes(memory_bytes)
+
+    def restore(self, envs, fields: dict):
+        self.envs = envs
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = fields["rng"]
         self.obs = np.array(fields["obs"], np.float32)
@@ -59,7 +68,9 @@ class OffPolicyCollector:
         else:
             key = step_key(cfg.seed, ACT_STREAM, loop.iterations)
             actions = np.asarray(self.agent.act(state, self.obs, key, deterministic=False)[0])
+            check_finite("the policy returned {} actions, which were not passed to the environment", actions)
         next_obs, reward, terminated, truncated, infos = self.envs.step(actions)
+        check_environment(next_obs, reward)
         done = np.logical_or(terminated, truncated)
         self.buffer.add(self.obs, actions, reward, real_next_obs(next_obs, done, infos), terminated)
         self.obs = next_obs

@@ -15,8 +15,8 @@ import numpy as np
 
 from boltzrl.agents.base import Rollout
 from boltzrl.training.config import TrainConfig
-from boltzrl.training.loop_state import ACT_STREAM, UPDATE_STREAM, LoopState, step_key
-from boltzrl.training.offpolicy import real_next_obs
+from boltzrl.training.loop_state import ACT_STREAM, UPDATE_STREAM, LoopState, check_finite, step_key
+from boltzrl.training.offpolicy import check_environment, real_next_obs
 
 
 class OnPolicyCollector:
@@ -33,7 +33,10 @@ class OnPolicyCollector:
     def memory_bytes(self) -> None:
         return None
 
-    def restore(self, envs, memory_bytes, fields: dict):
+    def load_memory(self, memory_bytes: None):
+        pass
+
+    def restore(self, envs, fields: dict):
         self.envs = envs
         self.obs = np.array(fields["obs"], np.float32)
 
@@ -43,7 +46,9 @@ class OnPolicyCollector:
         for _ in range(self.cfg.rollout_steps):
             key = step_key(self.cfg.seed, ACT_STREAM, loop.iterations)
             actions, extras = jax.device_get(self.agent.act(state, self.obs, key, deterministic=False))
+            check_finite("the policy returned {} actions, which were not passed to the environment", actions)
             next_obs, reward, terminated, truncated, infos = self.envs.step(np.asarray(actions))
+            check_environment(next_obs, reward)
             done = np.logical_or(terminated, truncated)
             steps.append(Rollout(self.obs, actions, reward, real_next_obs(next_obs, done, infos), terminated,
                                  truncated, extras))
