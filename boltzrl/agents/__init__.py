@@ -10,8 +10,13 @@ import difflib
 from importlib import resources
 
 from boltzrl.agents.base import Agent, AlgoSpec, Preset, load_presets
+from boltzrl.agents.dacer import SPEC as _DACER
+from boltzrl.agents.dipo import SPEC as _DIPO
+from boltzrl.agents.dppo import SPEC as _DPPO
 from boltzrl.agents.dqs import SPEC as _DQS
 from boltzrl.agents.ppo import SPEC as _PPO
+from boltzrl.agents.qsm import SPEC as _QSM
+from boltzrl.agents.qvpo import SPEC as _QVPO
 from boltzrl.agents.sac import SPEC as _SAC
 from boltzrl.agents.sdac import SPEC as _SDAC
 from boltzrl.agents.td3 import DDPG_SPEC as _DDPG
@@ -39,7 +44,7 @@ def get_algo(name: str) -> AlgoSpec:
     return ALGOS[name]
 
 
-for _spec in (_SAC, _TD3, _DDPG, _PPO, _SDAC, _DQS):
+for _spec in (_SAC, _TD3, _DDPG, _PPO, _SDAC, _DQS, _QSM, _DIPO, _DACER, _QVPO, _DPPO):
     register_algo(_spec)
 
 __all__ = ["ALGOS", "PRESETS", "Agent", "AlgoSpec", "Preset", "get_algo", "register_algo"]

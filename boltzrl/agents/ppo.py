@@ -170,13 +170,15 @@ def value_loss(value, old_value, target, clip: float | None):
     return 0.5 * loss.mean()
 
 
-def normalize_obs(config: PPOConfig, stats: RunningStats, obs):
+def normalize_obs(config, stats: RunningStats, obs):
+    """`config` needs normalize_obs and obs_clip."""
     if not config.normalize_obs:
         return obs
     return jnp.clip((obs - stats.mean) / jnp.sqrt(stats.var + 1e-8), -config.obs_clip, config.obs_clip)
 
 
-def scale_reward(config: PPOConfig, stats: RunningStats, reward):
+def scale_reward(config, stats: RunningStats, reward):
+    """`config` needs normalize_reward and reward_clip."""
     if not config.normalize_reward:
         return reward
     return jnp.clip(reward / jnp.sqrt(stats.var + 1e-8), -config.reward_clip, config.reward_clip)
@@ -203,8 +205,10 @@ def evaluate_actions(config: PPOConfig, params, obs, raw_action):
     return gaussian_log_prob(raw_action, mean, log_std), entropy, value
 
 
-def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
-    """Adam (ε 1e-5) per network with its own learning rate, after one global-norm clip of the joint gradient."""
+def optimizer(config) -> optax.GradientTransformation:
+    """Adam (ε 1e-5) per network with its own learning rate, after one global-norm clip of the joint gradient.
+    `config` needs actor_lr, critic_lr, update_epochs, num_minibatches, anneal_updates and max_grad_norm; the
+    parameters are {"actor": ..., "critic": ...}."""
     steps_per_update = config.update_epochs * config.num_minibatches
 
     def rate(lr):
@@ -218,7 +222,69 @@ def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), per_net) if config.max_grad_norm else per_net
 
 
-class _HostStep:
+def rollout_advantages(config, value_fn, state, rollout):
+    """(observations, GAE advantages, value targets), each (T, num_envs, ...), of the rollout seen as the policy saw it:
+    observations normalised and rewards scaled with the acting-time statistics. `value_fn` maps normalised
+    observations to V; `config` needs gamma, gae_lambda and the normalisation fields."""
+    obs = normalize_obs(config, state.obs_stats, rollout.obs)
+    next_value = value_fn(normalize_obs(config, state.obs_stats, rollout.next_obs))
+    reward = scale_reward(config, state.return_stats, rollout.reward)
+    advantage, target = gae(reward, rollout.extras["value"], next_value, rollout.terminated, rollout.truncated,
+                            config.gamma, config.gae_lambda)
+    return obs, advantage, target
+
+
+def absorb_rollout(config, state, rollout):
+    """The state whose observation and return statistics (and per-env running returns) have seen the rollout: called
+    after the gradient epochs, which used the acting-time statistics."""
+    size = rollout.reward.shape[0] * rollout.reward.shape[1]
+    obs_stats = state.obs_stats
+    if config.normalize_obs:
+        obs_stats = obs_stats.merge(rollout.obs.reshape(size, -1))
+    done = jnp.maximum(rollout.terminated, rollout.truncated)
+    per_step, env_returns = discounted_returns(state.env_returns, rollout.reward, done, config.gamma)
+    return_stats = state.return_stats.merge(per_step.reshape(size)) if config.normalize_reward \
+        else state.return_stats
+    return state.replace(obs_stats=obs_stats, return_stats=return_stats, env_returns=env_returns)
+
+
+def minibatch_epochs(opt, loss_fn, params, opt_state, data: dict, key, epochs: int, num_minibatches: int,
+                     target_kl: float | None = None):
+    """`epochs` passes over `data` (arrays with one leading sample axis), each in `num_minibatches` shuffled
+    minibatches (the remainder of an uneven split is left out of that pass), one optimiser step per minibatch on
+    `loss_fn(params, batch) -> (loss, info)`. With `target_kl`, once a minibatch's info["approx_kl"] exceeds it (that
+    minibatch's step still applies) the remaining steps of the update are skipped, as CleanRL's early stop; their
+    infos come back with info["skipped"] = 1. Returns ((params, opt_state), infos stacked (epochs, num_minibatches))."""
+    size = jax.tree_util.tree_leaves(data)[0].shape[0]
+    minibatch = size // num_minibatches
+
+    def grad_step(params, opt_state, idx):
+        batch = jax.tree_util.tree_map(lambda x: x[idx], data)
+        grads, info = jax.grad(loss_fn, has_aux=True)(params, batch)
+        return apply_grads(opt, params, opt_state, grads), info
+
+    def epoch(carry, k):
+        order = jax.random.permutation(k, size)[: minibatch * num_minibatches]
+
+        def step(carry, idx):
+            if target_kl is None:
+                params, opt_state = carry
+                return grad_step(params, opt_state, idx)
+            params, opt_state, stopped = carry
+            (new_params, new_opt), info = grad_step(params, opt_state, idx)
+            keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(stopped, o, n), new, old)
+            info = {**info, "skipped": stopped.astype(jnp.float32)}
+            stopped = stopped | (info["approx_kl"] > target_kl)
+            return (keep(new_params, params), keep(new_opt, opt_state), stopped), info
+
+        return jax.lax.scan(step, carry, order.reshape(num_minibatches, minibatch))
+
+    carry = (params, opt_state) if target_kl is None else (params, opt_state, jnp.zeros((), bool))
+    carry, infos = jax.lax.scan(epoch, carry, jax.random.split(key, epochs))
+    return carry[:2], infos
+
+
+class HostStep:
     """A `counted_jit` function called through a host-side step that prepares its arguments; `.traces` counts the
     compiled function's traces."""
 
@@ -239,21 +305,21 @@ class _HostStep:
 # compiled call, allocates zeros for the rollout's env count; from then on (and after a restore, which keeps the
 # saved shape) the shape never changes and the update compiles once. Acting is compiled over the parameters and
 # observation statistics only, so that this one change of the state's shape does not recompile it either.
-def _sized_returns(state: PPOState, rollout, key):
+def sized_returns(state: PPOState, rollout, key):
     num_envs = rollout.reward.shape[1]
     if state.env_returns.shape != (num_envs,):
         state = state.replace(env_returns=jnp.zeros(num_envs, jnp.float32))
     return (state, rollout, key), {}
 
 
-def _acting_parts(state: PPOState, obs, key, deterministic: bool = False):
+def acting_parts(state: PPOState, obs, key, deterministic: bool = False):
     return (state.params, state.obs_stats, obs, key), {"deterministic": deterministic}
 
 
 def make(config: PPOConfig, obs_dim: int, act_dim: int) -> Agent:
     actor_net = GaussianPolicy(config.actor_hidden, act_dim, config.activation, config.log_std_init)
     critic_net = ValueNet(config.critic_hidden, config.activation)
-    opt = _optimizer(config)
+    opt = optimizer(config)
     value_clip = config.clip_coef if config.clip_value_loss else None
 
     def init(key):
@@ -293,47 +359,22 @@ def make(config: PPOConfig, obs_dim: int, act_dim: int) -> Agent:
         if minibatch == 0:
             raise ValueError(f"A rollout of {size} transitions cannot fill {config.num_minibatches} minibatches; "
                              f"lower --num-minibatches or raise --rollout-steps or --num-envs.")
-        # the rollout seen as the policy saw it: acting-time statistics
-        obs = normalize_obs(config, state.obs_stats, rollout.obs)
-        next_value = critic_net.apply(state.params["critic"], normalize_obs(config, state.obs_stats, rollout.next_obs))
-        reward = scale_reward(config, state.return_stats, rollout.reward)
-        advantage, target = gae(reward, rollout.extras["value"], next_value, rollout.terminated, rollout.truncated,
-                                config.gamma, config.gae_lambda)
+        obs, advantage, target = rollout_advantages(
+            config, lambda o: critic_net.apply(state.params["critic"], o), state, rollout)
         data = {"obs": obs, "raw_action": rollout.extras["raw_action"], "log_prob": rollout.extras["log_prob"],
                 "value": rollout.extras["value"], "advantage": advantage, "target": target}
         data = jax.tree_util.tree_map(lambda x: x.reshape((size,) + x.shape[2:]), data)
-
-        def epoch(carry, k):
-            order = jax.random.permutation(k, size)[: minibatch * config.num_minibatches]
-
-            def step(carry, idx):
-                params, opt_state = carry
-                batch = jax.tree_util.tree_map(lambda x: x[idx], data)
-                grads, info = jax.grad(loss_fn, has_aux=True)(params, batch)
-                return apply_grads(opt, params, opt_state, grads), info
-
-            return jax.lax.scan(step, carry, order.reshape(config.num_minibatches, minibatch))
-
-        (params, opt_state), infos = jax.lax.scan(epoch, (state.params, state.opt),
-                                                  jax.random.split(key, config.update_epochs))
-
-        # only now do the statistics absorb the rollout
-        obs_stats = state.obs_stats
-        if config.normalize_obs:
-            obs_stats = obs_stats.merge(rollout.obs.reshape(size, -1))
-        done = jnp.maximum(rollout.terminated, rollout.truncated)
-        per_step, env_returns = discounted_returns(state.env_returns, rollout.reward, done, config.gamma)
-        return_stats = state.return_stats.merge(per_step.reshape(size)) if config.normalize_reward \
-            else state.return_stats
+        (params, opt_state), infos = minibatch_epochs(opt, loss_fn, state.params, state.opt, data, key,
+                                                      config.update_epochs, config.num_minibatches)
+        state = absorb_rollout(config, state, rollout)  # only now do the statistics absorb the rollout
 
         info = {name: value.mean() for name, value in infos.items()}
         info["explained_variance"] = 1.0 - (target - rollout.extras["value"]).var() / (target.var() + 1e-8)
         info["action_std"] = jnp.exp(params["actor"]["params"]["log_std"]).mean()
-        state = state.replace(params=params, opt=opt_state, obs_stats=obs_stats, return_stats=return_stats,
-                              env_returns=env_returns, updates=state.updates + 1)
+        state = state.replace(params=params, opt=opt_state, updates=state.updates + 1)
         return state, info
 
-    return Agent(init, _HostStep(_acting_parts, act, static_argnames="deterministic"), _HostStep(_sized_returns, update))
+    return Agent(init, HostStep(acting_parts, act, static_argnames="deterministic"), HostStep(sized_returns, update))
 
 
 SPEC = AlgoSpec(
