@@ -70,7 +70,8 @@ def test_actor_gradient_reaches_the_first_denoising_step_and_matches_finite_diff
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
     direction = tree.unflatten([jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
-    along = sum(jnp.vdot(g, v) for g, v in zip(jax.tree_util.tree_leaves(grad_params), jax.tree_util.tree_leaves(direction)))
+    leaves_of = jax.tree_util.tree_leaves
+    along = sum(jnp.vdot(g, v) for g, v in zip(leaves_of(grad_params), leaves_of(direction)))
     shifted = lambda s: jax.tree_util.tree_map(lambda p, v: p + s * v, params, direction)
     h = 1e-2
     fd = (loss(shifted(h), delta) - loss(shifted(-h), delta)) / (2 * h)
@@ -181,7 +182,8 @@ def interruptible_dacer():
 
 
 def _eval_returns(run):
-    return (run / "eval.csv").read_text().splitlines()[1:]
+    """(env step, return) of each evaluation: the rows without their wall time."""
+    return [tuple(line.split(",")[:2]) for line in (run / "eval.csv").read_text().splitlines()[1:]]
 
 
 def test_interrupted_run_resumes_exactly(tmp_path, interruptible_dacer):
