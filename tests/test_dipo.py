@@ -168,14 +168,3 @@ def test_interrupted_run_resumes_exactly(tmp_path, interruptible, algo):
         assert (tmp_path / "cut/checkpoint" / part).read_bytes() == (tmp_path / "full/checkpoint" / part).read_bytes()
     (agent,) = agents.values()
     assert agent.update.traces == 1
-
-
-@pytest.mark.slow
-def test_dipo_cpu_preset_learns_pendulum(tmp_path):
-    """PLACEHOLDER"""
-    spec = get_algo("dipo")
-    preset = spec.preset("cpu")
-    cfg = TrainConfig(**{**preset.train, "env": "Pendulum-v1", "steps": 6_000, "warmup_steps": 1_000,
-                         "eval_every": 6_000, "eval_episodes": 10, "checkpoint_every": 0})
-    summary = train("dipo", spec.config("cpu"), cfg, tmp_path / "run", verbose=False)
-    assert summary["final_eval_return"] >= -250, summary

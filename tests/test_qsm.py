@@ -8,7 +8,6 @@ import pytest
 
 from boltzrl.agents import get_algo
 from boltzrl.agents.qsm import QSMConfig, q_score_target
-from boltzrl.training import TrainConfig, train
 from conftest import make_batches
 
 TINY = dict(actor_hidden=(32, 32), critic_hidden=(32, 32), time_dim=8)
@@ -64,14 +63,3 @@ def test_bad_options_are_rejected():
         QSMConfig(grad_critic="min")
     with pytest.raises(ValueError, match="m_q must be positive"):
         QSMConfig(m_q=0.0)
-
-
-@pytest.mark.slow
-def test_qsm_cpu_preset_learns_pendulum(tmp_path):
-    """PLACEHOLDER"""
-    spec = get_algo("qsm")
-    preset = spec.preset("cpu")
-    cfg = TrainConfig(**{**preset.train, "env": "Pendulum-v1", "steps": 6_000, "warmup_steps": 1_000,
-                         "eval_every": 6_000, "eval_episodes": 10, "checkpoint_every": 0})
-    summary = train("qsm", spec.config("cpu"), cfg, tmp_path / "run", verbose=False)
-    assert summary["final_eval_return"] >= -250, summary
