@@ -297,6 +297,23 @@ def test_a_full_disk_while_checkpointing_is_one_sentence_and_leaves_no_partial_c
     assert not (out / "checkpoint.tmp").exists() and not (out / "checkpoint").exists()
 
 
+def test_the_eta_follows_the_rate_of_learning_not_that_of_the_warm_up():
+    import io
+
+    from boltzrl.training.progress import Progress
+
+    clock, stream = [0.0], io.StringIO()
+    progress = Progress("run", 10_000, stream=stream, clock=lambda: clock[0])
+    progress.start(0)
+    for step in range(1_000, 6_000, 1_000):  # random actions: 1,000 steps a second
+        clock[0] += 1.0
+        progress.update(step, None)
+    for step in range(6_000, 9_000, 1_000):  # learning: 100 steps a second; 2,000 steps left at the last line
+        clock[0] += 10.0
+        progress.update(step, None)
+    assert "ETA   0m20s" in stream.getvalue().splitlines()[-1]  # the session's average would say 0m08s
+
+
 # 7 and 8. bad input through the real CLI: exit code 2, one line, no traceback, the folder unchanged --------------
 @pytest.fixture(scope="module")
 def sac_run(tmp_path_factory):
