@@ -76,6 +76,9 @@ class DIPOConfig:
     """Polyak rate of the target critics and of the EMA policy that draws the TD target's next action."""
     policy_target_every: int = 1
     """Update the EMA policy every this many updates (2 for HalfCheetah)."""
+    write_back: bool = True
+    """Write the improved actions back into the replay rows they came from (the action memory, as published);
+    False improves the recorded actions afresh at every draw and leaves the critic's data as recorded."""
 
     def __post_init__(self):
         for name in ("ascent_steps", "denoising_steps", "time_dim", "policy_target_every"):
@@ -199,7 +202,9 @@ def make(config: DIPOConfig, obs_dim: int, act_dim: int) -> Agent:
                               target_critic=nets.soft_update(state.target_critic, state.critic, config.tau))
         info = {**info, "actor_loss": loss, "ascent_gain": gain,
                 "ascent_shift": jnp.abs(improved - batch.action).sum(-1).mean(),
-                "ascent_grad_norm": ascent["grad_norm"].mean(), REPLAY_ACTIONS: improved}
+                "ascent_grad_norm": ascent["grad_norm"].mean()}
+        if config.write_back:
+            info[REPLAY_ACTIONS] = improved
         return state, info
 
     @counted_jit

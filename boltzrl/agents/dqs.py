@@ -20,19 +20,31 @@ noisy points, where it is an arbitrary extrapolation). With a flat critic the po
 Boltzmann policy should be; far outside the box the Jacobian term pulls u back with force 2·tanh|u|.
 Replay actions are mapped back with atanh after clipping to ±(1 − 1e-6) (|u| ≤ 7.25).
 
-Acting: Euler–Maruyama from N(0, h(1)·I) with η = 1, then tanh. On the geometric schedule with a uniform time
-grid the first steps move the variance by g²(1)·dt ≈ 23/N·h(1), so N must stay near 20: with the exact score of
-a sharp Gaussian, N = 20 reproduces its spread within 6%, N = 10 inflates it ~14× and N = 5 diverges.
+Acting (the default, and the paper's): Euler–Maruyama from N(0, h(1)·I) with η = 1 on a uniform grid in t, then
+tanh. On the geometric schedule the first steps move the variance by g²(1)·dt ≈ 23/N·h(1), so N must stay near
+20: with the exact score of a sharp Gaussian, N = 20 reproduces its spread within 6%, N = 10 inflates it ~14× and
+N = 5 diverges. Few-step acting (time_grid="edm", sampler_step="ancestral", beyond the paper): a power grid in the
+marginal std down to grid_std_min, and steps that draw from the Gaussian with the reverse transition's exact mean
+x + Δh·s (Tweedie) and covariance Δh·(I + Δh·∂s/∂x) (`diffusion.samplers.ve_ancestral`; one JVP per step, d on the
+last). They are exact for a Gaussian policy at any N, and with N = 5 sample a two-mode mixture's weights and
+spreads as well as the Euler chain does with 20 steps (tests/test_diffusion.py).
 Evaluation integrates from a prior draw without injecting noise. `eval_sampler="euler"` (η = 0, the public
 code's intent, the default) lands close to the policy's mode, the analogue of SAC's tanh(mean), which is what
-returns reward; "ode" (probability flow) keeps part of the policy's spread (0.2–0.6 of its std at N = 20, closer
-with more steps), for tasks that score the distribution of behaviour (GMM navigation). "sde" evaluates the
-exploring policy itself, which is what the public code's evaluation does in effect (its η = 0 is not applied);
-while the policy is still broad (early training, small Q differences at α = 0.05) it can return more than the
-noise-free samplers, whose paths collapse towards the middle of a wide policy.
+returns reward; with ancestral steps it is the chain of posterior means, which for a Gaussian policy ends at
+μ + v/(v + h(1))·(x_T − μ). "ode" (probability flow) keeps part of the policy's spread (0.2–0.6 of its std at
+N = 20 with Euler steps, closer with more steps; Heun on the edm grid), for tasks that score the distribution of
+behaviour (GMM navigation). "sde" evaluates the exploring policy itself, which is what the public code's
+evaluation does in effect (its η = 0 is not applied); while the policy is still broad (early training, small Q
+differences at α = 0.05) it can return more than the noise-free samplers, whose paths collapse towards the middle
+of a wide policy.
 
 Temperature: fixed, or geometric α(n) = exp(log α₀ + (log α₁ − log α₀)·min(n/T, 1)) in the update count n; the
-score network sees α, so one network serves the whole schedule.
+score network sees α, so one network serves the whole schedule. Beyond the paper, alpha_schedule="auto" tunes
+log α with SAC's loss toward an entropy of target_entropy_per_dim·d, with no per-task value. The entropy of the
+pre-tanh policy comes from its own score (`score_entropy`): under the VE forward process
+dH(p_h)/dh = ½·E‖∇log p_h‖², so H(p_0) = H(p_{h(1)}) − ∫ ½·E‖s_θ(x_h)‖² dh over noised policy samples; the tanh
+Jacobian then gives the actions' entropy, H(a) = H(u) + E Σ log(1 − tanh² u). The samples (entropy_samples at each
+of entropy_states next states) are extra rows of the TD target's chain, drawn with the same network.
 """
 
 from __future__ import annotations
@@ -45,9 +57,12 @@ import jax.numpy as jnp
 from boltzrl import diffusion, nets
 from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update
+from boltzrl.agents.entropy import alpha_loss
+from boltzrl.diffusion.samplers import VE_STEPS, probability_flow_heun, ve_ancestral, ve_euler_maruyama_on_grid
+from boltzrl.diffusion.schedules import VE_TIME_GRIDS, ve_time_grid
 
 EVAL_SAMPLERS = ("euler", "ode", "sde")
-ALPHA_SCHEDULES = ("fixed", "geometric")
+ALPHA_SCHEDULES = ("fixed", "geometric", "auto")
 
 
 @dataclass(frozen=True)
@@ -65,16 +80,38 @@ class DQSConfig:
     """Minibatch points used for the score target and loss (None: all); the iDEM cost scales with this × K."""
     denoising_steps: int = 20
     """N, reverse-time integration steps for acting, the TD target and evaluation."""
+    time_grid: str = "uniform"
+    """Times the chain visits: uniform (equal steps in t, the default and the original sampler) or edm (a power
+    grid in the marginal std, ρ = grid_rho, from σ_max down to grid_std_min, then to 0)."""
+    sampler_step: str = "euler"
+    """Step of the chain: euler (Euler–Maruyama, the default; needs N ≈ 20) or ancestral (Gaussian transitions
+    with the score's Jacobian, exact for a Gaussian policy at any N; about two network passes per step)."""
+    grid_rho: float = 7.0
+    """ρ of the edm time grid (larger: more of the steps at small noise)."""
+    grid_std_min: float = 0.1
+    """Smallest nonzero marginal std of the edm time grid (pre-tanh units); the last step goes from it to 0."""
     eval_sampler: str = "euler"
-    """Evaluation sampler: euler (η = 0, mode-seeking), ode (probability flow) or sde (the exploring sampler)."""
+    """Evaluation sampler: euler (the chain's step with no noise, η = 0: mode-seeking), ode (probability flow:
+    Euler on the uniform grid, Heun on the edm grid) or sde (the exploring sampler)."""
     sigma_min: float = 1e-5
     """σ_min of the geometric VE schedule."""
     sigma_max: float = 1.0
     """σ_max of the geometric VE schedule (the prior is N(0, h(1)) ≈ N(0, σ_max²))."""
     alpha: float = 0.05
-    """Temperature α of the Boltzmann policy (α₀ of a geometric schedule)."""
+    """Temperature α of the Boltzmann policy (α₀ of a geometric schedule, the initial α of auto)."""
     alpha_schedule: str = "fixed"
-    """fixed, or geometric from alpha to alpha_final over alpha_horizon updates."""
+    """fixed; geometric from alpha to alpha_final over alpha_horizon updates; or auto: log α follows SAC's loss
+    toward target_entropy_per_dim, with the policy's entropy estimated from its own score."""
+    target_entropy_per_dim: float = -1.0
+    """Target entropy of the policy's actions (nats per action dimension) under alpha_schedule=auto."""
+    alpha_lr: float = 1e-3
+    """Adam learning rate of log α under alpha_schedule=auto."""
+    entropy_states: int = 16
+    """States of the minibatch at which auto estimates the policy's entropy."""
+    entropy_samples: int = 4
+    """Policy samples per state for the entropy estimate (at least 2: their spread sets the prior's entropy)."""
+    entropy_nodes: int = 8
+    """Quadrature nodes of the entropy integral over the noise level (a randomly shifted midpoint rule)."""
     alpha_final: float = 1.0
     """α₁, the temperature at the end of a geometric schedule."""
     alpha_horizon: int = 250_000
@@ -104,6 +141,18 @@ class DQSConfig:
         if self.alpha_schedule not in ALPHA_SCHEDULES:
             raise ValueError(
                 f"alpha_schedule must be one of {', '.join(ALPHA_SCHEDULES)}, got {self.alpha_schedule!r}.")
+        if self.time_grid not in VE_TIME_GRIDS:
+            raise ValueError(f"time_grid must be one of {', '.join(VE_TIME_GRIDS)}, got {self.time_grid!r}.")
+        if self.sampler_step not in VE_STEPS:
+            raise ValueError(f"sampler_step must be one of {', '.join(VE_STEPS)}, got {self.sampler_step!r}.")
+        for name in ("grid_rho", "grid_std_min", "alpha_lr"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        for name in ("entropy_states", "entropy_nodes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.entropy_samples < 2:
+            raise ValueError(f"entropy_samples must be at least 2, got {self.entropy_samples}.")
         for name in ("num_mc_samples", "denoising_steps", "alpha_horizon"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
@@ -116,6 +165,8 @@ class DQSConfig:
             raise ValueError("richardson needs num_mc_samples >= 2.")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}.")
+        if self.time_grid == "edm" and not self.sigma_min < self.grid_std_min < self.sigma_max:
+            raise ValueError(f"grid_std_min must lie between sigma_min and sigma_max, got {self.grid_std_min}.")
 
 
 class DQSState(flax.struct.PyTreeNode):
@@ -127,13 +178,52 @@ class DQSState(flax.struct.PyTreeNode):
     steps: jax.Array
 
 
+class DQSAutoState(DQSState):
+    """The state under alpha_schedule=auto: the fixed-α state (whose checkpoints it leaves unchanged) and log α."""
+
+    log_alpha: jax.Array
+    alpha_opt: tuple
+
+
 def temperature(config: DQSConfig, steps) -> jax.Array:
-    """α after `steps` updates: constant, or geometric from alpha to alpha_final over alpha_horizon updates."""
+    """α after `steps` updates: constant, or geometric from alpha to alpha_final over alpha_horizon updates (the
+    initial α under auto, whose current value is in the state)."""
     log_a0 = jnp.log(jnp.float32(config.alpha))
-    if config.alpha_schedule == "fixed":
+    if config.alpha_schedule in ("fixed", "auto"):
         return jnp.exp(log_a0)
     frac = jnp.minimum(jnp.asarray(steps, jnp.float32) / config.alpha_horizon, 1.0)
     return jnp.exp(log_a0 + (jnp.log(jnp.float32(config.alpha_final)) - log_a0) * frac)
+
+
+def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: int = 8, std_lo: float = 1e-4):
+    """Differential entropy of the density whose noised scores score_fn gives, per state, from M samples of it.
+
+    u0 (S, M, d): M samples at each of S states; score_fn(x, t) maps x (S, M, d) at a scalar time t to the score of
+    p_t = p_0 ∗ N(0, h(t)·I) at each state. Under the VE forward process dH(p_h)/dh = ½·E‖∇log p_h‖², so
+
+        H(p_0) = H(p_{h(1)}) − ∫ ½·h·E‖s(x_h)‖² d(log h),   x_h = u0 + √h·z.
+
+    H(p_{h(1)}) is that of the Gaussian with the samples' per-dimension variance v̂ plus h(1) (exact for a Gaussian
+    p_0, and close whenever h(1) dominates v̂), with the delta-method correction of log's curvature for an M-sample
+    variance. The integral runs over log h ∈ [log std_lo², log h(1)] by a midpoint rule with one random shift of
+    its nodes (unbiased); below std_lo² it is neglected (d·std_lo²/(2v) nats for a Gaussian of variance v). The
+    integrand is taken relative to that of the Gaussian with variance v̂, whose integral is known in closed form,
+    so the nodes only resolve how far p_0 is from that Gaussian and the rule has no end-point error.
+    Returns (S,) entropies in nats."""
+    num_samples = u0.shape[-2]
+    var0 = jnp.maximum(jnp.var(u0, axis=-2, ddof=1), 1e-12)  # (S, d)
+    h1 = schedule.variance(1.0)
+    log_lo, log_hi = 2.0 * jnp.log(jnp.float32(std_lo)), jnp.log(h1)
+    width = (log_hi - log_lo) / num_nodes
+    shift_key, noise_key = jax.random.split(key)
+    h = jnp.exp(log_lo + (jnp.arange(num_nodes) + jax.random.uniform(shift_key)) * width)
+    z = jax.random.normal(noise_key, (num_nodes,) + u0.shape)
+    scores = jax.vmap(score_fn)(u0 + jnp.sqrt(h)[:, None, None, None] * z, schedule.time_of_variance(h))
+    integrand = 0.5 * h[:, None] * jnp.mean(jnp.sum(scores**2, -1), -1)  # (nodes, S)
+    reference = 0.5 * h[:, None] * jnp.sum(1.0 / (h[:, None, None] + var0), -1)
+    top = 0.5 * jnp.log(2 * jnp.pi * jnp.e * (h1 + var0)) + var0**2 / (2 * (num_samples - 1) * (h1 + var0) ** 2)
+    reference_integral = 0.5 * jnp.log((h1 + var0) / (jnp.exp(log_lo) + var0))
+    return jnp.sum(top - reference_integral, -1) - width * jnp.sum(integrand - reference, 0)
 
 
 def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
@@ -142,28 +232,55 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     critic_net = nets.Critics(2, config.critic_hidden, config.activation)
     score_opt, critic_opt = adam(config.actor_lr), adam(config.critic_lr)
     num_steps = config.denoising_steps
+    auto_alpha = config.alpha_schedule == "auto"
+    alpha_opt = adam(config.alpha_lr)
+    target_entropy = config.target_entropy_per_dim * act_dim
 
     def sample_pre_tanh(params, obs, alpha, key, sampler: str):
-        """Pre-tanh actions u (B, d) for obs (B, obs_dim): sampler is sde (η = 1), euler (η = 0) or ode."""
+        """Pre-tanh actions u (..., d) for obs (..., obs_dim): sampler is sde (η = 1), euler (η = 0) or ode."""
         score_fn = lambda x, t: score_net.apply(params, obs, x, t, alpha)
         shape = obs.shape[:-1] + (act_dim,)
+        if config.time_grid == "uniform" and config.sampler_step == "euler":  # the original sampler
+            if sampler == "ode":
+                return diffusion.probability_flow_ode(score_fn, shape, schedule, num_steps, key=key)
+            eta = 1.0 if sampler == "sde" else 0.0
+            return diffusion.ve_euler_maruyama(score_fn, key, shape, schedule, num_steps, eta=eta)
+        times = ve_time_grid(schedule, num_steps, config.time_grid, config.grid_rho, config.grid_std_min)
         if sampler == "ode":
-            return diffusion.probability_flow_ode(score_fn, shape, schedule, num_steps, key=key)
+            if config.time_grid == "uniform":
+                return diffusion.probability_flow_ode(score_fn, shape, schedule, num_steps, key=key)
+            return probability_flow_heun(score_fn, shape, schedule, times, key=key)
         eta = 1.0 if sampler == "sde" else 0.0
-        return diffusion.ve_euler_maruyama(score_fn, key, shape, schedule, num_steps, eta=eta)
+        if config.sampler_step == "ancestral":
+            return ve_ancestral(score_fn, key, shape, schedule, times, eta=eta)
+        return ve_euler_maruyama_on_grid(score_fn, key, shape, schedule, times, eta=eta)
+
+    def current_alpha(state):
+        return jnp.exp(state.log_alpha) if auto_alpha else temperature(config, state.steps)
+
+    def policy_entropy(params, obs, u0, alpha, key):
+        """Entropy of the actions a = tanh(u) of the policy with score network params, averaged over states, from
+        samples u0 (S, M, d) at obs (S, M, obs_dim): H(a) = H(u) + E Σ log(1 − tanh² u), H(u) by score_entropy."""
+        score_fn = lambda x, t: score_net.apply(params, obs, x, t, alpha)
+        h_u = score_entropy(score_fn, u0, schedule, key, config.entropy_nodes)
+        return jnp.mean(h_u + jnp.mean(diffusion.log_tanh_jacobian(u0), -1))
 
     def init(key):
         k1, k2 = jax.random.split(key)
         obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
         score = score_net.init(k1, obs, act, jnp.zeros((1,)), jnp.float32(config.alpha))
         critic = critic_net.init(k2, obs, act)
-        return DQSState(score=score, critic=critic, target_critic=critic, score_opt=score_opt.init(score),
-                        critic_opt=critic_opt.init(critic), steps=jnp.zeros((), jnp.int32))
+        fields = dict(score=score, critic=critic, target_critic=critic, score_opt=score_opt.init(score),
+                      critic_opt=critic_opt.init(critic), steps=jnp.zeros((), jnp.int32))
+        if auto_alpha:
+            log_alpha = jnp.log(jnp.float32(config.alpha))
+            return DQSAutoState(**fields, log_alpha=log_alpha, alpha_opt=alpha_opt.init(log_alpha))
+        return DQSState(**fields)
 
     @counted_jit(static_argnames="deterministic")
     def act(state: DQSState, obs, key, deterministic: bool = False):
         sampler = config.eval_sampler if deterministic else "sde"
-        return jnp.tanh(sample_pre_tanh(state.score, obs, temperature(config, state.steps), key, sampler)), {}
+        return jnp.tanh(sample_pre_tanh(state.score, obs, current_alpha(state), key, sampler)), {}
 
     def score_update(state: DQSState, batch, alpha, key):
         """One regression step of the score network on the iDEM target of the (already updated) online critics."""
@@ -180,14 +297,37 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         score, opt_state = apply_grads(score_opt, state.score, state.score_opt, grads)
         return score, opt_state, loss, jnp.linalg.norm(target, axis=-1).mean()
 
+    def tune_alpha(state: DQSAutoState, params, obs, u0, alpha, key):
+        """One Adam step of SAC's temperature loss on the entropy of the policy that drew u0: α falls while it is
+        above the target and rises while below. The score network is conditioned on α, so the policy follows a
+        new α at once, as far as the network generalises over α, and the next score updates train it there."""
+        entropy = policy_entropy(params, obs, u0, alpha, key)
+        grad = jax.grad(alpha_loss)(state.log_alpha, entropy, target_entropy)
+        log_alpha, a_opt = apply_grads(alpha_opt, state.log_alpha, state.alpha_opt, grad)
+        return state.replace(log_alpha=log_alpha, alpha_opt=a_opt), entropy
+
     def step(state: DQSState, batch, key):
         k_critic, k_score = jax.random.split(key)
-        alpha = temperature(config, state.steps)
-        next_action = jnp.tanh(sample_pre_tanh(state.score, batch.next_obs, alpha, k_critic, "sde"))
+        alpha = current_alpha(state)
+        if auto_alpha:
+            # the entropy's samples ride along with the TD target's chain: entropy_samples chains at each of the
+            # first entropy_states next states, drawn with the same (pre-update) network as the TD target's
+            batch_size, num_states = batch.next_obs.shape[0], min(config.entropy_states, batch.next_obs.shape[0])
+            entropy_obs = jnp.repeat(batch.next_obs[:num_states], config.entropy_samples, axis=0)
+            u = sample_pre_tanh(state.score, jnp.concatenate([batch.next_obs, entropy_obs]), alpha, k_critic, "sde")
+            next_action, u0 = jnp.tanh(u[:batch_size]), u[batch_size:].reshape(num_states, config.entropy_samples, -1)
+            sampled_with = state.score
+        else:
+            next_action = jnp.tanh(sample_pre_tanh(state.score, batch.next_obs, alpha, k_critic, "sde"))
         state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma, config.tau)
         score, s_opt, s_loss, target_norm = score_update(state, batch, alpha, k_score)
         state = state.replace(score=score, score_opt=s_opt, steps=state.steps + 1)
-        return state, {**info, "actor_loss": s_loss, "alpha": alpha, "target_norm": target_norm}
+        info = {**info, "actor_loss": s_loss, "alpha": alpha, "target_norm": target_norm}
+        if auto_alpha:
+            obs = entropy_obs.reshape(u0.shape[:2] + (obs_dim,))
+            state, info["entropy"] = tune_alpha(state, sampled_with, obs, jax.lax.stop_gradient(u0), alpha,
+                                                jax.random.fold_in(key, 1))
+        return state, info
 
     @counted_jit
     def update(state, batches, key):
@@ -200,7 +340,7 @@ SPEC = AlgoSpec(
     name="dqs",
     config_cls=DQSConfig,
     make=make,
-    evaluation="the reverse chain from a random prior draw with eval_sampler: euler (default: no noise injected, "
-               "η = 0), ode (the probability-flow ODE) or sde (the exploring sampler).",
+    evaluation="the reverse chain from a random prior draw with eval_sampler: euler (default: the chain's steps "
+               "with no noise injected, η = 0), ode (the probability-flow ODE) or sde (the exploring sampler).",
     description="Diffusion Q-Sampling: VE diffusion policy trained on the iDEM Monte-Carlo score of exp(Q/α).",
 )

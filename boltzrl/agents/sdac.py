@@ -42,9 +42,16 @@ class SDACConfig:
     denoising_steps: int = 20
     """Denoising steps T of the policy's chain."""
     schedule: str = "cosine"
-    """VP noise schedule: cosine, linear or vp_sde."""
+    """VP noise schedule: cosine, linear, vp_sde or edm (a power grid in noise-to-signal ratio, fine near the data:
+    a short chain can then learn a sharper policy, see benchmarks/sdac/sharpness.py)."""
     linear_scale: float = 1.0
     """Scale of the betas of the linear schedule (the SDAC code uses 0.8)."""
+    edm_sigma_min: float = 0.02
+    """Noise-to-signal ratio √((1 − ᾱ)/ᾱ) of the edm schedule's first step."""
+    edm_sigma_max: float = 10.0
+    """Noise-to-signal ratio of the edm schedule's last step (10 is pure noise for actions in [−1, 1])."""
+    edm_rho: float = 3.0
+    """Power of the edm grid: larger puts more steps near the data."""
     init_scale: float = 1.0
     """Std of the Gaussian the sampling chain starts from (the SDAC code uses 0.5)."""
     num_candidates: int = 32
@@ -133,6 +140,8 @@ class SDACConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.target_candidates < 0:
             raise ValueError(f"target_candidates must be 0 (same as num_candidates) or positive, got {self.target_candidates}.")
+        if not 0 < self.edm_sigma_min < self.edm_sigma_max or self.edm_rho <= 0:
+            raise ValueError("the edm schedule needs 0 < edm_sigma_min < edm_sigma_max and edm_rho > 0.")
         for name in ("energy_scale", "init_alpha", "temperature_lr"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
@@ -161,7 +170,9 @@ class SDACState(flax.struct.PyTreeNode):
 
 
 def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
-    kw = {"scale": config.linear_scale} if config.schedule == "linear" else {}
+    kw = {"linear": {"scale": config.linear_scale},
+          "edm": {"sigma_min": config.edm_sigma_min, "sigma_max": config.edm_sigma_max, "rho": config.edm_rho}}
+    kw = kw.get(config.schedule, {})
     schedule = diffusion.make_vp_schedule(config.schedule, config.denoising_steps, **kw)
     eps_net = nets.EpsNet(config.actor_hidden, act_dim, config.activation)
     critic_net = nets.Critics(2, config.critic_hidden, config.activation)
