@@ -14,6 +14,8 @@ import optax
 import pytest
 
 from boltzrl import diffusion as D
+from boltzrl.diffusion.samplers import probability_flow_heun, ve_ancestral
+from boltzrl.diffusion.schedules import ve_time_grid
 from boltzrl.nets import EpsNet
 
 MU = np.array([0.3, -0.2])
@@ -95,6 +97,18 @@ def test_vp_sde_schedule_hits_the_continuous_marginal(num_steps):
     s = D.vp_sde_schedule(num_steps)
     np.testing.assert_allclose(s.alpha_bars[-1], np.exp(-(0.1 + 10.0) / 2), rtol=1e-5)
     assert np.all(np.diff(np.asarray(s.betas)) > 0)
+
+
+@pytest.mark.parametrize("num_steps", [1, 5, 20])
+def test_edm_vp_schedule_follows_its_noise_to_signal_grid(num_steps):
+    """σ_t = √((1 − ᾱ_t)/ᾱ_t) runs from sigma_min to sigma_max on the power grid, and the betas rebuild ᾱ."""
+    schedule = D.make_vp_schedule("edm", num_steps, sigma_min=0.05, sigma_max=8.0, rho=3.0)
+    ab = np.asarray(schedule.alpha_bars, np.float64)
+    sigma = np.sqrt((1 - ab) / ab)
+    frac = np.arange(num_steps) / max(num_steps - 1, 1)
+    expected = (0.05 ** (1 / 3) + frac * (8.0 ** (1 / 3) - 0.05 ** (1 / 3))) ** 3 if num_steps > 1 else np.array([8.0])
+    np.testing.assert_allclose(sigma, expected, rtol=2e-3)
+    np.testing.assert_allclose(np.cumprod(1 - np.asarray(schedule.betas, np.float64)), ab, rtol=1e-5)
 
 
 def test_make_vp_schedule_dispatches_and_rejects_unknown_names():
@@ -518,8 +532,6 @@ def test_ve_score_loss_weights_by_variance():
 # law of the exact, continuous reverse SDE from that prior: the target itself when h(1) swamps its spread, and for
 # a spread comparable with h(1) = 1 the closest any sampler started there can get.
 
-from boltzrl.diffusion.samplers import probability_flow_heun, ve_ancestral  # noqa: E402
-from boltzrl.diffusion.schedules import ve_time_grid  # noqa: E402
 
 DQS_VE = D.VESchedule()
 H1 = float(DQS_VE.variance(1.0))
