@@ -1,10 +1,17 @@
 """Helpers shared by the test files."""
 
+import csv
+import dataclasses
+import os
+import signal
+
 import jax
 import numpy as np
 import pytest
 
-from boltzrl.agents.base import Batch, Rollout, random_batches
+from boltzrl.agents import ALGOS, get_algo, register_algo
+from boltzrl.agents.base import Agent, Batch, Rollout, random_batches
+from boltzrl.training import Interrupted, train
 
 
 def make_batches(n: int = 2, b: int = 16, obs_dim: int = 3, act_dim: int = 2, seed: int = 0) -> Batch:
@@ -34,3 +41,57 @@ def make_rollout(agent, state, steps: int = 8, num_envs: int = 4, obs_dim: int =
                    reward=rng.normal(size=(steps, num_envs)).astype(np.float32), next_obs=obs[1:],
                    terminated=(ends < 0.1).astype(np.float32), truncated=(ends > 0.9).astype(np.float32),
                    extras=jax.tree_util.tree_map(lambda *xs: np.stack(xs), *extras))
+
+
+def eval_returns(run) -> list[tuple[int, float]]:
+    """(env step, return) of each evaluation in a run folder: eval.csv without its wall time."""
+    with open(run / "eval.csv") as f:
+        return [(int(r["env_step"]), float(r["eval_return"])) for r in csv.DictReader(f)]
+
+
+class Interruptible:
+    """Copies of registered algorithms whose update sends SIGINT to this process on a chosen call, so a run stops
+    after that iteration and checkpoints, as a user's Ctrl-C does. The copies of one configuration share one agent
+    (its functions are pure), so `agents` tells how often each compiled across a full, a cut and a resumed run."""
+
+    def __init__(self):
+        self.agents, self.names, self.after = {}, [], None
+
+    def register(self, algo: str) -> str:
+        spec = get_algo(algo)
+
+        def make(config, obs_dim, act_dim):
+            agent = self.agents.setdefault((algo, config, obs_dim, act_dim), spec.make(config, obs_dim, act_dim))
+            calls = {"n": 0}
+
+            def update(state, data, key):
+                calls["n"] += 1
+                if calls["n"] == self.after:
+                    os.kill(os.getpid(), signal.SIGINT)  # caught by the run's stop flag: stop after this iteration
+                return agent.update(state, data, key)
+
+            return Agent(agent.init, agent.act, update)
+
+        self.names.append(f"{algo}-interruptible")
+        register_algo(dataclasses.replace(spec, name=self.names[-1], make=make))
+        return self.names[-1]
+
+    def cut(self, name: str, config, cfg, run, after: int):
+        """Trains `name` into `run` until the update call number `after` stops it."""
+        self.after = after
+        try:
+            with pytest.raises(Interrupted):
+                train(name, config, cfg, run, verbose=False)
+        finally:
+            self.after = None
+
+    def compilations(self) -> list[int]:
+        return [agent.update.traces for agent in self.agents.values()]
+
+
+@pytest.fixture
+def interruptible():
+    helper = Interruptible()
+    yield helper
+    for name in helper.names:
+        ALGOS.pop(name)

@@ -2,9 +2,6 @@
 sampler against the shared one, the rewritten replay rows, compilation, exact resume (with QSM's), and learning."""
 
 import csv
-import dataclasses
-import os
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -12,10 +9,10 @@ import numpy as np
 import pytest
 
 from boltzrl import diffusion
-from boltzrl.agents import ALGOS, get_algo, register_algo
-from boltzrl.agents.base import REPLAY_ACTIONS, Agent
+from boltzrl.agents import get_algo
+from boltzrl.agents.base import REPLAY_ACTIONS
 from boltzrl.agents.dipo import DIPOConfig, action_ascent, ddpm_sample_noise_ratio
-from boltzrl.training import Interrupted, TrainConfig, train
+from boltzrl.training import TrainConfig, train
 from conftest import make_batches
 
 TINY = dict(actor_hidden=(32, 32), critic_hidden=(32, 32), time_dim=8, denoising_steps=4, ascent_steps=3)
@@ -107,38 +104,6 @@ def test_bad_options_are_rejected():
 
 # ------------------------------------------------------------------ exact resume (QSM and DIPO)
 
-INTERRUPT_AFTER = {"updates": None}
-
-
-@pytest.fixture
-def interruptible():
-    """The agent whose update can send SIGINT to this process; the runs share one compiled agent."""
-    agents, names = {}, []
-
-    def register(algo):
-        spec = get_algo(algo)
-
-        def make(config, obs_dim, act_dim):
-            agent = agents.setdefault((algo, config), spec.make(config, obs_dim, act_dim))
-            calls = {"n": 0}
-
-            def update(state, batch, key):
-                calls["n"] += 1
-                if calls["n"] == INTERRUPT_AFTER["updates"]:
-                    os.kill(os.getpid(), signal.SIGINT)  # the run stops after this iteration and checkpoints
-                return agent.update(state, batch, key)
-
-            return Agent(agent.init, agent.act, update)
-
-        names.append(f"{algo}-interruptible")
-        register_algo(dataclasses.replace(spec, name=names[-1], make=make))
-        return names[-1]
-
-    yield register, agents
-    for name in names:
-        ALGOS.pop(name)
-
-
 def _logs(run):
     """eval.csv and train.csv without their timing columns."""
     rows = []
@@ -153,25 +118,18 @@ def _logs(run):
 def test_interrupted_run_resumes_exactly(tmp_path, interruptible, algo):
     """Stopped mid-run and resumed, a run ends exactly as an uninterrupted one: agent, evaluations, logs and (for
     DIPO, whose memory is the replay buffer) the rewritten replay actions."""
-    register, agents = interruptible
-    name = register(algo)
+    name = interruptible.register(algo)
     tiny = TINY if algo == "dipo" else {k: v for k, v in TINY.items() if k != "ascent_steps"}
     config = get_algo(algo).config(None, **tiny)
     cfg = TrainConfig(env="Pendulum-v1", steps=360, warmup_steps=120, batch_size=32,
                       eval_every=120, eval_episodes=1, log_every=60, checkpoint_every=0, seed=2)
     train(name, config, cfg, tmp_path / "full", verbose=False)
-    INTERRUPT_AFTER["updates"] = 25
-    try:
-        with pytest.raises(Interrupted):
-            train(name, config, cfg, tmp_path / "cut", verbose=False)
-    finally:
-        INTERRUPT_AFTER["updates"] = None
+    interruptible.cut(name, config, cfg, tmp_path / "cut", after=25)
     train(name, config, cfg, tmp_path / "cut", resume=True, verbose=False)
     assert _logs(tmp_path / "cut") == _logs(tmp_path / "full")
     for part in ("agent.msgpack", "replay.npz"):
         assert (tmp_path / "cut/checkpoint" / part).read_bytes() == (tmp_path / "full/checkpoint" / part).read_bytes()
-    (agent,) = agents.values()
-    assert agent.update.traces == 1
+    assert interruptible.compilations() == [1]
 
 
 @pytest.mark.slow

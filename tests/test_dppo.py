@@ -2,11 +2,8 @@
 hand-made cases, a first minibatch at ratio 1 with one compilation, an exactly resumable run, and learning
 InvertedPendulum from scratch."""
 
-import csv
 import dataclasses
 import math
-import os
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -15,11 +12,10 @@ import pytest
 from jax.scipy.stats import norm
 
 from boltzrl import diffusion, nets
-from boltzrl.agents import ALGOS, get_algo, register_algo
+from boltzrl.agents import get_algo
 from boltzrl.agents import dppo, ppo
-from boltzrl.agents.base import Agent
-from boltzrl.training import Interrupted, TrainConfig, train
-from conftest import make_rollout
+from boltzrl.training import TrainConfig, train
+from conftest import eval_returns, make_rollout
 
 TINY = dict(actor_hidden=(32, 32), critic_hidden=(32, 32), update_epochs=2, num_minibatches=4, target_kl=0.0)
 
@@ -143,58 +139,22 @@ def test_invalid_configs_are_refused(field, value):
         dppo.DPPOConfig(**{"denoising_steps": 5, "ft_denoising_steps": 5, field: value})
 
 
-INTERRUPT_AFTER = {"updates": None}  # send SIGINT to this process after this many updates
-
-
-@pytest.fixture
-def interruptible_dppo():
-    """DPPO whose update can raise SIGINT; the runs share one compiled agent (its functions are pure)."""
-    agents = {}
-
-    def make(config, obs_dim, act_dim):
-        agent = agents.setdefault((config, obs_dim, act_dim), dppo.make(config, obs_dim, act_dim))
-        calls = {"n": 0}
-
-        def update(state, rollout, key):
-            calls["n"] += 1
-            if calls["n"] == INTERRUPT_AFTER["updates"]:
-                os.kill(os.getpid(), signal.SIGINT)  # caught by the run's stop flag: stop after this iteration
-            return agent.update(state, rollout, key)
-
-        return Agent(agent.init, agent.act, update)
-
-    register_algo(dataclasses.replace(dppo.SPEC, name="dppo-interruptible", make=make))
-    yield "dppo-interruptible", agents
-    ALGOS.pop("dppo-interruptible")
-
-
-def _eval_returns(run):
-    with open(run / "eval.csv") as f:
-        return [(int(r["env_step"]), float(r["eval_return"])) for r in csv.DictReader(f)]
-
-
-def test_interrupted_dppo_run_resumes_exactly(tmp_path, interruptible_dppo):
+def test_interrupted_dppo_run_resumes_exactly(tmp_path, interruptible):
     """Stopped after 3 of 6 updates and resumed, a run ends exactly as an uninterrupted one (parameters, optimiser,
     normalisation statistics and per-env returns are the checkpointed state)."""
-    algo, agents = interruptible_dppo
+    algo = interruptible.register("dppo")
     config = get_algo("dppo").config(None, **TINY, denoising_steps=4, ft_denoising_steps=3)
     cfg = TrainConfig(env="Pendulum-v1", steps=384, num_envs=2, rollout_steps=32, eval_every=128, eval_episodes=2,
                       log_every=64, checkpoint_every=0, seed=4)
     train(algo, config, cfg, tmp_path / "full", verbose=False)
-    INTERRUPT_AFTER["updates"] = 3
-    try:
-        with pytest.raises(Interrupted):
-            train(algo, config, cfg, tmp_path / "cut", verbose=False)
-    finally:
-        INTERRUPT_AFTER["updates"] = None
-    assert len(_eval_returns(tmp_path / "cut")) == 1
+    interruptible.cut(algo, config, cfg, tmp_path / "cut", after=3)
+    assert len(eval_returns(tmp_path / "cut")) == 1
     train(algo, config, cfg, tmp_path / "cut", resume=True, verbose=False)
-    assert _eval_returns(tmp_path / "cut") == _eval_returns(tmp_path / "full")
-    assert len(_eval_returns(tmp_path / "full")) == 3
+    assert eval_returns(tmp_path / "cut") == eval_returns(tmp_path / "full")
+    assert len(eval_returns(tmp_path / "full")) == 3
     agent_bytes = [(tmp_path / run / "checkpoint" / "agent.msgpack").read_bytes() for run in ("full", "cut")]
     assert agent_bytes[0] == agent_bytes[1]
-    (agent,) = agents.values()
-    assert agent.update.traces == 1
+    assert interruptible.compilations() == [1]
 
 
 @pytest.mark.slow
@@ -216,4 +176,4 @@ def test_dppo_cpu_preset_learns_inverted_pendulum(tmp_path):
     cfg = TrainConfig(env="InvertedPendulum-v5", steps=25_600, num_envs=4, rollout_steps=256, eval_every=12_800,
                       eval_episodes=5, log_every=6_400, checkpoint_every=0, seed=0)
     summary = train("dppo", get_algo("dppo").config("cpu"), cfg, tmp_path / "run", verbose=False)
-    assert summary["final_eval_return"] >= 150, _eval_returns(tmp_path / "run")
+    assert summary["final_eval_return"] >= 150, eval_returns(tmp_path / "run")

@@ -1,10 +1,7 @@
 """DQS: the iDEM score target against an analytic Boltzmann policy, the temperature schedule, compilation,
 the GMM-navigation evaluation hook, and learning on Pendulum."""
 
-import dataclasses
 import math
-import os
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -12,11 +9,10 @@ import numpy as np
 import pytest
 
 from boltzrl import diffusion
-from boltzrl.agents import ALGOS, get_algo, register_algo
-from boltzrl.agents.base import Agent
+from boltzrl.agents import get_algo
 from boltzrl.agents.dqs import DQSAutoState, DQSConfig, DQSState, make, score_entropy, temperature
 from boltzrl.diffusion import boltzmann_energy, log_tanh_jacobian, pre_tanh, score_matching_batch
-from boltzrl.training import Interrupted, TrainConfig, train
+from boltzrl.training import TrainConfig, train
 from conftest import make_batches
 
 ALPHA, VAR = 0.3, 0.5  # temperature and pre-tanh variance of the analytic policy below
@@ -217,50 +213,19 @@ def test_auto_preset_and_bad_options():
             DQSConfig(**bad)
 
 
-INTERRUPT_AFTER = {"updates": None}
-
-
-@pytest.fixture
-def interruptible_dqs():
-    """DQS whose update can raise SIGINT; the runs share one compiled agent."""
-    agents = {}
-
-    def make_interruptible(config, obs_dim, act_dim):
-        agent = agents.setdefault((config, obs_dim, act_dim), make(config, obs_dim, act_dim))
-        calls = {"n": 0}
-
-        def update(state, batches, key):
-            calls["n"] += 1
-            if calls["n"] == INTERRUPT_AFTER["updates"]:
-                os.kill(os.getpid(), signal.SIGINT)  # the run stops after this iteration and checkpoints
-            return agent.update(state, batches, key)
-
-        return Agent(agent.init, agent.act, update)
-
-    register_algo(dataclasses.replace(get_algo("dqs"), name="dqs-interruptible", make=make_interruptible))
-    yield "dqs-interruptible", agents
-    ALGOS.pop("dqs-interruptible")
-
-
-def test_interrupted_auto_run_resumes_exactly(tmp_path, interruptible_dqs):
+def test_interrupted_auto_run_resumes_exactly(tmp_path, interruptible):
     """The auto preset (tiny networks) stopped mid-run and resumed ends exactly like an uninterrupted run: α and
     its optimiser state live in the agent's state."""
-    name, agents = interruptible_dqs
+    name = interruptible.register("dqs")
     config = get_algo("dqs").config("auto", **{k: v for k, v in SMALL.items() if k != "denoising_steps"})
     cfg = TrainConfig(env="Pendulum-v1", steps=300, warmup_steps=100, batch_size=32, eval_every=100,
                       eval_episodes=1, log_every=50, checkpoint_every=0, seed=1)
     train(name, config, cfg, tmp_path / "full", verbose=False)
-    INTERRUPT_AFTER["updates"] = 120
-    try:
-        with pytest.raises(Interrupted):
-            train(name, config, cfg, tmp_path / "cut", verbose=False)
-    finally:
-        INTERRUPT_AFTER["updates"] = None
+    interruptible.cut(name, config, cfg, tmp_path / "cut", after=120)
     train(name, config, cfg, tmp_path / "cut", resume=True, verbose=False)
     for part in ("eval.csv", "checkpoint/agent.msgpack"):
         full, cut = ((tmp_path / run / part).read_bytes() for run in ("full", "cut"))
         if part.endswith(".csv"):  # without the wall-time column
             full, cut = ([line.split(b",")[:2] for line in text.splitlines()] for text in (full, cut))
         assert full == cut, part
-    (agent,) = agents.values()
-    assert agent.update.traces == 1
+    assert interruptible.compilations() == [1]

@@ -1,21 +1,16 @@
 """PPO: the clipped surrogate and value loss at hand-made batches, normalisation statistics as the wrappers keep them,
 a first epoch that starts at ratio 1, learning InvertedPendulum, and an exactly resumable run."""
 
-import csv
-import dataclasses
-import os
-import signal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from boltzrl.agents import ALGOS, get_algo, register_algo
+from boltzrl.agents import get_algo
 from boltzrl.agents import ppo
-from boltzrl.agents.base import Agent
-from boltzrl.training import Interrupted, TrainConfig, train
-from conftest import make_rollout
+from boltzrl.training import TrainConfig, train
+from conftest import eval_returns, make_rollout
 
 
 def test_clipped_surrogate_is_the_policy_gradient_at_ratio_one_and_clips_outside_the_band():
@@ -111,11 +106,6 @@ def test_first_epoch_starts_at_ratio_one_and_update_compiles_once():
     assert agent.update.traces == 1 and agent.act.traces == 1
 
 
-def _eval_returns(run):
-    with open(run / "eval.csv") as f:
-        return [(int(r["env_step"]), float(r["eval_return"])) for r in csv.DictReader(f)]
-
-
 @pytest.mark.slow
 def test_ppo_learns_inverted_pendulum(tmp_path):
     """Measured with these settings (evaluated every 5,120 steps, 5 episodes; returns cap at 1000):
@@ -129,55 +119,22 @@ def test_ppo_learns_inverted_pendulum(tmp_path):
     cfg = TrainConfig(env="InvertedPendulum-v5", steps=20_480, num_envs=4, rollout_steps=256, eval_every=10_240,
                       eval_episodes=5, log_every=5_120, checkpoint_every=0, seed=0)
     summary = train("ppo", get_algo("ppo").config(), cfg, tmp_path / "run", verbose=False)
-    assert summary["final_eval_return"] >= 500, _eval_returns(tmp_path / "run")
+    assert summary["final_eval_return"] >= 500, eval_returns(tmp_path / "run")
 
 
-INTERRUPT_AFTER = {"updates": None}  # send SIGINT to this process after this many updates
-
-
-@pytest.fixture
-def interruptible_ppo():
-    """PPO whose update can raise SIGINT; all runs share one compiled agent (the functions are pure), so three runs
-    cost one compilation."""
-    agents = {}
-
-    def make(config, obs_dim, act_dim):
-        key = (config, obs_dim, act_dim)
-        agent = agents.setdefault(key, ppo.make(config, obs_dim, act_dim))
-        calls = {"n": 0}
-
-        def update(state, rollout, key):
-            calls["n"] += 1
-            if calls["n"] == INTERRUPT_AFTER["updates"]:
-                os.kill(os.getpid(), signal.SIGINT)  # caught by the run's stop flag: stop after this iteration
-            return agent.update(state, rollout, key)
-
-        return Agent(agent.init, agent.act, update)
-
-    register_algo(dataclasses.replace(ppo.SPEC, name="ppo-interruptible", make=make))
-    yield "ppo-interruptible", agents
-    ALGOS.pop("ppo-interruptible")
-
-
-def test_interrupted_ppo_run_resumes_exactly(tmp_path, interruptible_ppo):
+def test_interrupted_ppo_run_resumes_exactly(tmp_path, interruptible):
     """Stopped after 3 of 8 updates and resumed, a run ends exactly as an uninterrupted one: the normalisation
     statistics, the per-env returns and the learning-rate schedule's count are part of the checkpointed state."""
-    algo, agents = interruptible_ppo
+    algo = interruptible.register("ppo")
     config = get_algo("ppo").config(None, **SMALL, anneal_updates=8)
     cfg = TrainConfig(env="Pendulum-v1", steps=1_024, num_envs=2, rollout_steps=64, eval_every=256, eval_episodes=2,
                       log_every=128, checkpoint_every=0, seed=4)
     train(algo, config, cfg, tmp_path / "full", verbose=False)
-    INTERRUPT_AFTER["updates"] = 3
-    try:
-        with pytest.raises(Interrupted):
-            train(algo, config, cfg, tmp_path / "cut", verbose=False)
-    finally:
-        INTERRUPT_AFTER["updates"] = None
-    assert len(_eval_returns(tmp_path / "cut")) == 1
+    interruptible.cut(algo, config, cfg, tmp_path / "cut", after=3)
+    assert len(eval_returns(tmp_path / "cut")) == 1
     train(algo, config, cfg, tmp_path / "cut", resume=True, verbose=False)
-    assert _eval_returns(tmp_path / "cut") == _eval_returns(tmp_path / "full")
-    assert len(_eval_returns(tmp_path / "full")) == 4
+    assert eval_returns(tmp_path / "cut") == eval_returns(tmp_path / "full")
+    assert len(eval_returns(tmp_path / "full")) == 4
     agent_bytes = [(tmp_path / run / "checkpoint" / "agent.msgpack").read_bytes() for run in ("full", "cut")]
     assert agent_bytes[0] == agent_bytes[1]
-    (agent,) = agents.values()
-    assert agent.update.traces == 1  # three runs, a restored state among them: one compilation
+    assert interruptible.compilations() == [1]  # three runs, a restored state among them: one compilation

@@ -1,9 +1,6 @@
 """QVPO: Q-advantage weights, the entropy term on uniform actions, the decaying entropy weight, one compilation,
 exact resume, and the cpu preset learns Pendulum."""
 
-import dataclasses
-import os
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -12,12 +9,10 @@ import optax
 import pytest
 
 from boltzrl import diffusion as D, nets
-from boltzrl.agents import ALGOS, get_algo, register_algo
-from boltzrl.agents import qvpo
-from boltzrl.agents.base import Agent
+from boltzrl.agents import get_algo
 from boltzrl.agents.qvpo import QVPOConfig, entropy_weight, q_advantage_weights, qvpo_rows, weighted_dsm_loss
-from boltzrl.training import Interrupted, TrainConfig, train
-from conftest import make_batches
+from boltzrl.training import TrainConfig, train
+from conftest import eval_returns, make_batches
 
 TINY = dict(actor_hidden=(32, 32), critic_hidden=(32, 32), denoising_steps=3, policy_samples=8, num_candidates=3,
             target_candidates=3, eval_candidates=5, policy_batch_size=0)
@@ -121,58 +116,25 @@ def test_bad_config_is_rejected(bad, message):
         QVPOConfig(**bad)
 
 
-INTERRUPT_AFTER = {"updates": None}
-
-
-@pytest.fixture
-def interruptible_qvpo():
-    """QVPO whose update can raise SIGINT; the runs share one compiled agent."""
-    agents = {}
-
-    def make(config, obs_dim, act_dim):
-        agent = agents.setdefault((config, obs_dim, act_dim), qvpo.make(config, obs_dim, act_dim))
-        calls = {"n": 0}
-
-        def update(state, batches, key):
-            calls["n"] += 1
-            if calls["n"] == INTERRUPT_AFTER["updates"]:
-                os.kill(os.getpid(), signal.SIGINT)  # the run stops after this iteration and checkpoints
-            return agent.update(state, batches, key)
-
-        return Agent(agent.init, agent.act, update)
-
-    register_algo(dataclasses.replace(qvpo.SPEC, name="qvpo-interruptible", make=make))
-    yield "qvpo-interruptible"
-    ALGOS.pop("qvpo-interruptible")
-
-
-def _eval_returns(run):
-    """(env step, return) of each evaluation: the rows without their wall time."""
-    return [tuple(line.split(",")[:2]) for line in (run / "eval.csv").read_text().splitlines()[1:]]
-
-
-def test_interrupted_run_resumes_exactly(tmp_path, interruptible_qvpo):
+def test_interrupted_run_resumes_exactly(tmp_path, interruptible):
     """The EMA policy and the entropy weight's step count are part of the checkpointed state."""
     config = get_algo("qvpo").config("cpu", **TINY, entropy_decay_steps=300)
     cfg = TrainConfig(env="Pendulum-v1", steps=600, warmup_steps=200, batch_size=32, eval_every=200,
                       eval_episodes=1, log_every=100, checkpoint_every=0, seed=1)
-    train(interruptible_qvpo, config, cfg, tmp_path / "full", verbose=False)
-    INTERRUPT_AFTER["updates"] = 170
-    try:
-        with pytest.raises(Interrupted):
-            train(interruptible_qvpo, config, cfg, tmp_path / "cut", verbose=False)
-    finally:
-        INTERRUPT_AFTER["updates"] = None
-    train(interruptible_qvpo, config, cfg, tmp_path / "cut", resume=True, verbose=False)
-    assert _eval_returns(tmp_path / "cut") == _eval_returns(tmp_path / "full")
-    assert len(_eval_returns(tmp_path / "full")) == 3
+    name = interruptible.register("qvpo")
+    train(name, config, cfg, tmp_path / "full", verbose=False)
+    interruptible.cut(name, config, cfg, tmp_path / "cut", after=170)
+    train(name, config, cfg, tmp_path / "cut", resume=True, verbose=False)
+    assert eval_returns(tmp_path / "cut") == eval_returns(tmp_path / "full")
+    assert len(eval_returns(tmp_path / "full")) == 3
     agent_bytes = [(tmp_path / run / "checkpoint" / "agent.msgpack").read_bytes() for run in ("full", "cut")]
     assert agent_bytes[0] == agent_bytes[1]
 
 
 @pytest.mark.slow
 def test_qvpo_cpu_preset_learns_pendulum(tmp_path):
-    """Placeholder threshold until measured."""
+    """The cpu preset at 6k steps against SAC's suite threshold, −250; a policy that does not learn scores about
+    −1300 on Pendulum."""
     spec = get_algo("qvpo")
     preset = spec.preset("cpu")
     cfg = TrainConfig(**{**preset.train, "env": "Pendulum-v1", "steps": 6_000, "warmup_steps": 1_000,
