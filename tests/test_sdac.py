@@ -52,6 +52,23 @@ def test_auto_temperature_cools_a_too_wide_policy_and_warms_a_too_narrow_one(tar
     assert 0.3 < float(info["policy_std"]) < 0.8, info
 
 
+def test_evaluation_takes_the_best_of_eval_candidates_while_acting_takes_one_sample():
+    """With eval_candidates = 16 the evaluation action is the best of 16 policy samples under the critic, so its Q
+    exceeds that of the one-sample behaviour action at almost every state; both stay in the box."""
+    spec = get_algo("sdac")
+    config = spec.config(None, **{**TINY, "num_candidates": 1}, eval_candidates=16, noise_scale=0.0,
+                         autotune_alpha=False)
+    agent = spec.make(config, 3, 2)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, 3))
+    greedy, _ = agent.act(state, obs, jax.random.PRNGKey(2), deterministic=True)
+    behaviour, _ = agent.act(state, obs, jax.random.PRNGKey(2), deterministic=False)
+    critic = nets.Critics(2, TINY["critic_hidden"], "mish")
+    q = lambda a: critic.apply(state.critic, obs, a).min(0)
+    assert np.all(np.abs(greedy) <= 1.0) and np.all(np.abs(behaviour) <= 1.0)
+    assert float(jnp.mean(q(greedy) > q(behaviour))) > 0.9
+
+
 def test_bad_proposal_is_rejected():
     with pytest.raises(ValueError, match="proposal must be one of"):
         SDACConfig(proposal="gaussian")

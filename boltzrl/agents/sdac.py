@@ -56,10 +56,16 @@ class SDACConfig:
     """Std of the Gaussian the sampling chain starts from (the SDAC code uses 0.5)."""
     num_candidates: int = 32
     """N of best-of-N action selection (acting, evaluation and, unless target_candidates is set, the TD target)."""
+    eval_candidates: int = 0
+    """N of best-of-N for the evaluation action (the deterministic one); 0 uses num_candidates. A policy that explores
+    by its own spread (num_candidates = 1) is evaluated greedily this way, as SAC evaluates its mean action."""
     target_candidates: int = 0
     """N of best-of-N for the TD target's next action; 0 uses num_candidates."""
     num_draws: int = 64
     """M reverse draws a_0^j per state in the RSSM loss."""
+    policy_states: int = 0
+    """States of the minibatch in the RSSM loss (0: all of them). Fewer states with more draws each buy a sharper
+    score target at the same cost: the draws, not the states, limit how sharp the policy can get."""
     proposal: str = "policy"
     """Proposal of a_t: policy (a raw current-policy sample, forward-noised), acting (the behaviour action,
     best-of-N plus noise, forward-noised: the SDAC code), replay (the replay action, forward-noised), uniform."""
@@ -138,8 +144,11 @@ class SDACConfig:
                      "spread_actions", "std_states", "std_samples"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
-        if self.target_candidates < 0:
-            raise ValueError(f"target_candidates must be 0 (same as num_candidates) or positive, got {self.target_candidates}.")
+        if self.policy_states < 0:
+            raise ValueError(f"policy_states must be 0 (the whole minibatch) or positive, got {self.policy_states}.")
+        for name in ("target_candidates", "eval_candidates"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (same as num_candidates) or positive, got {getattr(self, name)}.")
         if not 0 < self.edm_sigma_min < self.edm_sigma_max or self.edm_rho <= 0:
             raise ValueError("the edm schedule needs 0 < edm_sigma_min < edm_sigma_max and edm_rho > 0.")
         for name in ("energy_scale", "init_alpha", "temperature_lr"):
@@ -215,8 +224,10 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
     @counted_jit(static_argnames="deterministic")
     def act(state: SDACState, obs, key, deterministic: bool = False):
         k_sample, k_noise = jax.random.split(key)
-        action = best_of_n(state.ema_policy, state.critic, obs, k_sample)
-        return (action if deterministic else noisy(action, state.log_alpha, k_noise)), {}
+        if deterministic:
+            return best_of_n(state.ema_policy, state.critic, obs, k_sample,
+                             config.eval_candidates or config.num_candidates), {}
+        return noisy(best_of_n(state.ema_policy, state.critic, obs, k_sample), state.log_alpha, k_noise), {}
 
     def proposal(state, batch, t, key):
         k_a, k_noise = jax.random.split(key)
@@ -233,6 +244,8 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
 
     def policy_update(state: SDACState, critic, batch, key):
         k_t, k_prop, k_draw, k_ref = jax.random.split(key, 4)
+        if config.policy_states:
+            batch = jax.tree_util.tree_map(lambda x: x[:config.policy_states], batch)
         obs = batch.obs
         t = jax.random.randint(k_t, (obs.shape[0],), 0, config.denoising_steps)
         a_t = proposal(state, batch, t, k_prop)
