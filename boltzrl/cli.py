@@ -41,8 +41,22 @@ def cmd_train(argv: list[str]) -> int:
     pre.add_argument("--out", default=None)
     pre.add_argument("--resume", action="store_true")
     known, _ = pre.parse_known_args(argv)
+    config_file, argv = _take_config(argv)
 
-    if known.resume:
+    if config_file is not None:
+        # A saved run's settings are the defaults of a new run, so the flags given override them.
+        if known.resume:
+            raise UserError("--config starts a new run from a saved configuration and --resume continues the run "
+                            "in --out; give one of them.")
+        spec, agent_cfg, train_cfg, saved_preset = _read_config_file(config_file)
+        if known.algo is not None and get_algo(known.algo).name != spec.name:
+            raise UserError(f"--algo {known.algo} contradicts {config_file}, a {spec.name} run; drop --algo or "
+                            f"--config.")
+        if known.preset is not None and known.preset != saved_preset:
+            raise UserError(f"--preset {known.preset} cannot be applied on top of {config_file}, whose values "
+                            f"already include its preset ({saved_preset}); set the options to change as flags.")
+        known.preset = saved_preset
+    elif known.resume:
         # The saved run's values are the defaults, so only the flags given can differ from them; train() refuses
         # those that cannot change mid-run before it touches the folder. --algo is checked here, before another
         # algorithm's options would be read as unknown ones.
@@ -80,6 +94,39 @@ def cmd_train(argv: list[str]) -> int:
     print(f"final eval return {summary['final_eval_return']:.2f} (best {summary['best_eval_return']:.2f}) after "
           f"{summary['env_steps']} env steps, {summary['env_steps_per_s']:.1f} steps/s")
     return 0
+
+
+def _take_config(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(the value of --config, the other arguments): the file's values become defaults, not an option."""
+    rest, value, i = [], None, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config":
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise UserError("--config needs a file: a run's config.json (or the run folder).")
+            value, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    return value, rest
+
+
+def _read_config_file(path: str):
+    """(algo spec, agent config, train config, preset) of a saved config.json, or of a run folder's."""
+    from boltzrl.training import config_from_dict
+    from boltzrl.training.run_folder import read_json_file
+
+    file = Path(path)
+    if file.is_dir():
+        file = file / "config.json"
+    if not file.is_file():
+        raise UserError(f"--config {path}: no such file; give a run's config.json (or the run folder).")
+    saved = read_json_file(file, "configuration")
+    spec, agent_cfg, train_cfg = config_from_dict(saved, file)
+    return spec, agent_cfg, train_cfg, saved.get("preset")
 
 
 def cmd_eval(argv: list[str]) -> int:

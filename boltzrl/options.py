@@ -32,6 +32,8 @@ CLI_OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "preset": (Optional[str], None, "Named preset of the algorithm."),
     "out": (Optional[str], None, "Run folder (default: runs/ALGO-ENV-seedS-TIME)."),
     "resume": (bool, False, "Continue the run in --out from its last checkpoint."),
+    "config": (Optional[str], None, "Start a new run from a saved run's config.json (or its folder); flags given "
+                                    "override its values."),
 }
 """Options of `boltzrl train` itself: name → (type, default, help)."""
 

@@ -1,6 +1,7 @@
 """Environments: one factory for DeepMind Control, Gymnasium (MuJoCo, classic control) and our own tasks.
 
-Every env it returns takes actions in [-1, 1]^d (float32) and gives flat float32 observations.
+Every env it returns takes actions in [-1, 1]^d (float32) and gives flat float32 observations. The package's own
+envs are also Gymnasium ids, "boltzrl/<id>", registered by `import boltzrl` (see `boltzrl.GYMNASIUM_IDS`).
 """
 
 import os

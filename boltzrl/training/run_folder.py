@@ -264,11 +264,22 @@ class RunFolder:
         d = self.checkpoint_dir
         replay = d / "replay.npz"
         try:
-            return ((d / "agent.msgpack").read_bytes(), replay.read_bytes() if replay.exists() else None,
-                    (d / "envs.pkl").read_bytes(), read_json(d / "loop.json"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            files = ((d / "agent.msgpack").read_bytes(), replay.read_bytes() if replay.exists() else None,
+                     (d / "envs.pkl").read_bytes(), read_json(d / "loop.json"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # only loop.json is parsed here
+            raise FolderError(_corrupt_checkpoint_file(d / "loop.json", exc)) from None
+        except OSError as exc:
             raise FolderError(f"the checkpoint in {d} is unreadable ({exc}); delete that folder and --resume to "
                               f"restart the run from step 0.") from None
+        if not isinstance(files[3], dict):
+            raise FolderError(_corrupt_checkpoint_file(d / "loop.json", "not a JSON object"))
+        return files
+
+
+def _corrupt_checkpoint_file(path: Path, detail) -> str:
+    detail = " ".join(str(detail).split())[:160]
+    return (f"{path} is truncated or corrupt ({detail}); delete {path.parent} and --resume to restart the run "
+            f"from step 0.")
 
 
 class RunLock:
