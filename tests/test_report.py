@@ -114,7 +114,8 @@ def test_report_tables(runs_dir, tmp_path):
     assert "not started: sac cheetah-run default seed 4" in notes
     assert "stopped: sac walker-run seed 3, at step 40,000 of 120,000, evaluated up to step 40,000" in notes
     md = report["markdown"]
-    assert "Pendulum-v1" in md and "Not in the aggregate" in md and "SDAC beats SAC by 32.8 %" in md
+    assert "Pendulum-v1" in md and "Not in the aggregate" in md
+    assert "SDAC" not in md  # no SDAC run: none of that paper's notes
 
     import matplotlib.image
 
@@ -150,3 +151,65 @@ def test_paper_results_hold_every_number_and_the_published_means():
             assert np.mean([table[t][algo] for t in table]) == pytest.approx(mean, abs=0.05)
     assert dqs["returns"]["250000"]["reacher-hard"]["dqs"] == 974.05
     assert dqs["returns"]["100000"]["finger-spin"]["ddpg"] == 0.36
+
+
+def _colour_pixels(png: Path, colour: str) -> int:
+    import matplotlib.colors
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)[..., :3]
+    target = np.array(matplotlib.colors.to_rgb(colour))
+    return int((np.abs(image - target).max(-1) < 0.1).sum())
+
+
+def test_runs_with_one_evaluation_draw_their_point_and_interval(tmp_path):
+    root = tmp_path / "runs"
+    for seed, value in enumerate([-500.0, -300.0, -100.0]):
+        _write_run(root, "sac", "Pendulum-v1", seed, [5_000], [value], 5_000, True)
+    report = build_report(root, None, tmp_path / "out")
+    # The legend's sample alone has some 50 pixels of the line's colour; the point and its error bar add hundreds.
+    assert _colour_pixels(report["figures"]["Pendulum-v1"], "C0") > 300
+
+
+def test_a_seed_found_in_two_folders_counts_once(tmp_path):
+    root = tmp_path / "runs"
+    for seed, value in enumerate([100.0, 300.0]):
+        _write_run(root, "sac", "cheetah-run", seed, [5_000], [value], 5_000, True)
+    # The same seed again: a copy of the sweep folder, and the env spelt the other way (both are task cheetah-run).
+    _write_run(root / "copy", "sac", "cheetah-run", 0, [5_000], [100.0], 5_000, True)
+    spelt = _write_run(root, "sac", "dm_control/cheetah-run-v0", 1, [2_000], [700.0], 5_000, False)
+    report = build_report(root, None, tmp_path / "out")
+    (row,) = [r for r in report["returns"] if r["task"] == "cheetah-run"]
+    assert (row["seeds"], row["runs"], row["seed_list"]) == (2, 2, "0 1")
+    assert row["mean"] == pytest.approx(200.0)  # the unfinished duplicate is the one left out
+    duplicates = [n for n in report["notes"] if n.startswith("duplicate:")]
+    assert len(duplicates) == 2 and any(f"seed 1 in {spelt} is not counted" in n for n in duplicates)
+    assert "| 2/2 |" in report["markdown"]
+
+
+def test_nothing_to_aggregate_writes_no_empty_aggregate_csv(tmp_path, capsys):
+    root, out = tmp_path / "runs", tmp_path / "out"
+    _write_run(root, "sac", "Pendulum-v1", 0, [1_000, 2_000], [-900.0, -300.0], 2_000, True)
+    out.mkdir()
+    (out / "aggregate.csv").write_text("budget,algorithm\n1,stale\n")  # from an earlier report
+    assert main([str(root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert not (out / "aggregate.csv").exists() and (out / "returns.csv").stat().st_size > 0
+    assert "No aggregate.csv: the aggregate across tasks scores DeepMind Control tasks" in printed
+    assert "with returns.csv, cost.csv and 1 figure(s)" in printed
+
+    _write_run(root, "sac", "cheetah-run", 0, [1_000, 2_000], [10.0, 20.0], 2_000, True)
+    report = build_report(root, [2_000, 5_000], out)
+    with open(out / "aggregate.csv") as f:
+        assert [(r["budget"], r["algorithm"], r["seeds"]) for r in csv.DictReader(f)] == [("2000", "sac", "1")]
+    assert "aggregate.csv" in report["tables"] and "aggregate.csv" not in report["missing"]
+
+
+def test_paper_notes_only_for_algorithms_in_the_report(tmp_path):
+    root = tmp_path / "runs"
+    _write_run(root, "sac", "Pendulum-v1", 0, [1_000], [-300.0], 1_000, True)
+    md = build_report(root, None, tmp_path / "out")["markdown"]
+    assert "SDAC" not in md and "DQS paper" not in md and "crosses: paper" not in md
+    _write_run(root, "sdac", "Pendulum-v1", 0, [1_000], [-200.0], 1_000, True)
+    md = build_report(root, None, tmp_path / "out")["markdown"]
+    assert "## SDAC paper" in md and "SDAC beats SAC by 32.8 %" in md and "DQS paper" not in md

@@ -5,6 +5,7 @@ import csv
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -119,6 +120,87 @@ def test_tally_counts(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("[0/3] started") and "on cores 0" in lines[0] and "(1 in progress" in lines[0]
     assert lines[2].startswith("[2/3] FAILED") and "(0 in progress, 0 finished, 1 skipped, 1 failed)" in lines[2]
+
+
+# stopping a sweep stops its runs ------------------------------------------------------------------------------------
+# A sweep whose runs are stand-ins started through the real launcher: each writes its PID, and on SIGTERM writes
+# "stopped" (where a training process saves its checkpoint) and exits.
+FAKE_RUN = """
+import os, signal, sys, time
+from pathlib import Path
+folder = Path(sys.argv[1])
+def stopped(signum, frame):
+    (folder / "stopped").write_text(str(signum))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stopped)
+(folder / "pid").write_text(str(os.getpid()))
+time.sleep(300)
+"""
+FAKE_SWEEP = """
+import signal, sys
+from pathlib import Path
+from boltzrl.sweep import local
+from boltzrl.sweep.grid import Run
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a job a script starts in the background
+launcher = local.train_command
+def train_command(args, cores):
+    command = launcher([], cores)
+    return command[:command.index("--") + 2] + ["-c", sys.argv[2], *args]
+local.train_command = train_command
+local.prepare = lambda run, state: [run.path]
+local.run_state = lambda run: "fresh"
+class Progress:
+    def __getattr__(self, name):
+        return lambda *args: print(name, flush=True)
+runs = [Run("sac", "Pendulum-v1", s, 100, None, (), "default", str(Path(sys.argv[1]) / f"seed{s}"), {})
+        for s in (0, 1)]
+try:
+    local.run_local(runs, Progress(), workers=2, threads=0)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["INT", "TERM", "KILL"])
+def test_killing_a_sweep_stops_its_runs(tmp_path, sig):
+    sweep = subprocess.Popen([sys.executable, "-c", FAKE_SWEEP, str(tmp_path), FAKE_RUN], env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pid_files = [tmp_path / f"seed{s}" / "pid" for s in (0, 1)]
+    pids = []
+    try:
+        deadline = time.time() + 120
+        while not all(f.exists() and f.read_text() for f in pid_files):
+            assert sweep.poll() is None and time.time() < deadline, sweep.communicate(timeout=5)[0]
+            time.sleep(0.05)
+        pids = [int(f.read_text()) for f in pid_files]
+        sweep.send_signal(sig)
+        try:
+            code = sweep.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the sweep did not stop on signal {sig.name}")
+        assert code == (130 if sig != signal.SIGKILL else -signal.SIGKILL)
+        deadline = time.time() + 30
+        while any(_alive(pid) for pid in pids) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in pids), "a run outlived its sweep"
+        assert [(tmp_path / f"seed{s}" / "stopped").read_text() for s in (0, 1)] == [str(int(signal.SIGTERM))] * 2
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+        sweep.communicate()
+        for pid in pids:  # the stand-ins this test started, should they have survived
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 # real sweeps ----------------------------------------------------------------------------------------------------

@@ -20,6 +20,6 @@ def main(argv: list[str]) -> int:
         raise ValueError("--budgets must be positive step counts.")
     report = build_report(args.runs, args.budgets, args.out)
     print(report["markdown"])
-    print(f"report written to {report['out']}/report.md (with returns.csv, aggregate.csv, cost.csv and "
+    print(f"report written to {report['out']}/report.md (with {', '.join(report['tables'] or ['no table'])} and "
           f"{len(report['figures'])} figure(s))")
     return 0

@@ -127,6 +127,26 @@ def load_runs(root: str | Path) -> list[RunRecord]:
     return runs
 
 
+def drop_duplicate_seeds(runs: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
+    """One run per (task, algorithm, variant, seed), so that no seed counts twice; also a note per run left out.
+
+    Two folders hold the same seed when a run was trained again in a new folder (`boltzrl train` without --resume)
+    or when one env is spelt two ways (cheetah-run and dm_control/cheetah-run-v0). The one kept is the complete
+    one, else the one evaluated furthest; on a tie the first in path order.
+    """
+    best: dict[tuple, RunRecord] = {}
+    for run in runs:
+        key = (run.task, run.algo, run.variant, run.seed)
+        kept = best.get(key)
+        if kept is None or (run.complete, run.last_eval_step) > (kept.complete, kept.last_eval_step):
+            best[key] = run
+    kept_ids = {id(r) for r in best.values()}
+    notes = [f"duplicate: {run.label} {run.env} seed {run.seed} in {run.path} is not counted; the same seed in "
+             f"{best[(run.task, run.algo, run.variant, run.seed)].path} is"
+             for run in runs if id(run) not in kept_ids]
+    return [r for r in runs if id(r) in kept_ids], notes
+
+
 def value_at_budget(run: RunRecord, budget: int) -> tuple[int, float] | None:
     """(step, return) of the row at the largest env_step ≤ budget, once the run has been evaluated at ≥ budget."""
     if run.last_eval_step < budget:

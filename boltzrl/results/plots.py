@@ -47,42 +47,52 @@ def _file_name(task: str) -> str:
     return "curves_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in task) + ".png"
 
 
-def plot_curves(runs, out: str | Path) -> dict[str, Path]:
-    """Write curves_TASK.png into `out` for every task; returns {task: path}."""
+def task_figure(task: str, task_runs):
+    """The learning-curve figure of one task's runs (each with at least one evaluation)."""
     from matplotlib.figure import Figure  # no pyplot: renders with Agg and leaves the user's backend alone
 
     paper = load_paper()["dqs"]["returns"]
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    short, shared = short_labels(task_runs)
+    any_paper = False
+    for i, label in enumerate(sorted(short)):
+        group = [r for r in task_runs if r.label == label]
+        steps, mean, low, high = curve(group)
+        color = f"C{i % 10}"
+        text = f"{short[label]} ({len(group)} seeds)"
+        if len(steps) == 1:  # a line through one point draws nothing: a marker with its interval as an error bar
+            ax.errorbar(steps, mean, yerr=[mean - low, high - mean], color=color, marker="o", capsize=4,
+                        label=text)
+        else:
+            ax.plot(steps, mean, color=color, label=text)
+            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+        points = [(int(b), paper[b][task][group[0].algo]) for b in paper
+                  if group[0].algo in paper[b].get(task, {})]
+        if points:
+            xs, ys = zip(*points)
+            ax.scatter(xs, ys, marker="x", color=color, zorder=3)
+            any_paper = True
+    if any_paper:
+        ax.scatter([], [], marker="x", color="gray", label="DQS paper")
+    ax.set_title(task + (f"\n{textwrap.fill(shared, 70)}" if shared else ""), fontsize=10)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(runs, out: str | Path) -> dict[str, Path]:
+    """Write curves_TASK.png into `out` for every task; returns {task: path}."""
     out = Path(out)
     written = {}
     for task in sorted({r.task for r in runs}):
         task_runs = [r for r in runs if r.task == task and len(r.steps)]
         if not task_runs:
             continue
-        fig = Figure(figsize=(6.4, 4.2))
-        ax = fig.subplots()
-        short, shared = short_labels(task_runs)
-        any_paper = False
-        for i, label in enumerate(sorted(short)):
-            group = [r for r in task_runs if r.label == label]
-            steps, mean, low, high = curve(group)
-            color = f"C{i % 10}"
-            ax.plot(steps, mean, color=color, label=f"{short[label]} ({len(group)} seeds)")
-            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
-            points = [(int(b), paper[b][task][group[0].algo]) for b in paper
-                      if group[0].algo in paper[b].get(task, {})]
-            if points:
-                xs, ys = zip(*points)
-                ax.scatter(xs, ys, marker="x", color=color, zorder=3)
-                any_paper = True
-        if any_paper:
-            ax.scatter([], [], marker="x", color="gray", label="DQS paper")
-        ax.set_title(task + (f"\n{textwrap.fill(shared, 70)}" if shared else ""), fontsize=10)
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("evaluation return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
         path = out / _file_name(task)
-        fig.savefig(path, dpi=110)
+        task_figure(task, task_runs).savefig(path, dpi=110)
         written[task] = path
     return written

@@ -81,6 +81,24 @@ def aggregate_table(runs: list[RunRecord], budget: int) -> tuple[list[dict], lis
     return rows, notes
 
 
+def missing_table_reasons(runs: list[RunRecord], budgets: list[int], tables: dict[str, list]) -> dict[str, str]:
+    """One sentence per table that has no rows, saying why there is nothing to write."""
+    reasons = {}
+    if not tables.get("aggregate.csv"):
+        at = ", ".join(f"{b:,}" for b in budgets)
+        if not any(is_dmc(r.task) for r in runs):
+            reasons["aggregate.csv"] = ("No aggregate.csv: the aggregate across tasks scores DeepMind Control tasks "
+                                        "(return / 1000) and none of these runs is on one.")
+        else:
+            reasons["aggregate.csv"] = (f"No aggregate.csv: no algorithm has DeepMind Control runs evaluated at "
+                                        f"{at} steps on a seed that all its tasks share.")
+    if not tables.get("cost.csv"):
+        reasons["cost.csv"] = "No cost.csv: no run has written its summary.json yet."
+    if not tables.get("returns.csv"):
+        reasons["returns.csv"] = "No returns.csv: there are no runs to tabulate."
+    return reasons
+
+
 def cost_table(runs: list[RunRecord]) -> list[dict]:
     """Wall time, throughput and peak memory from summary.json, averaged (memory: maximum) over seeds."""
     rows = []
@@ -124,13 +142,19 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def render_markdown(root, runs, budgets, returns, aggregates, agg_notes, costs, notes, figures, out) -> str:
+def render_markdown(root, runs, budgets, returns, aggregates, agg_notes, costs, notes, figures, out,
+                    missing: dict[str, str] | None = None) -> str:
     complete = sum(r.complete for r in runs)
+    # Papers' numbers and notes appear only for what the report holds.
+    in_dqs_paper = any(paper_value(r.algo, r.task, int(b)) is not None
+                       for r in runs for b in load_paper()["dqs"]["returns"])
+    paper_text = (" Paper: DQS paper (DeepMind Control), where it reports the task, algorithm and budget."
+                  if in_dqs_paper else "")
     parts = [f"# Report: {root}", "",
              f"{len(runs)} runs ({complete} complete, {len(runs) - complete} unfinished). Evaluation return of the "
              f"deterministic policy: mean over seeds and 95 % bootstrap interval. A run counts at a budget once it "
-             f"has been evaluated at or beyond it; the value is its evaluation at the largest step ≤ the budget. "
-             f"Paper: DQS paper (DeepMind Control), where it reports the task, algorithm and budget."]
+             f"has been evaluated at or beyond it; the value is its evaluation at the largest step ≤ the budget."
+             + paper_text]
     for budget in budgets:
         rows = [r for r in returns if r["budget"] == budget]
         table = [[r["task"], r["label"], f"{r['seeds']}/{r['runs']}", _fmt(r["mean"]),
@@ -148,8 +172,8 @@ def render_markdown(root, runs, budgets, returns, aggregates, agg_notes, costs, 
             parts += ["", f"### Across DMC tasks at {budget:,} steps (score = return / 1000)", "",
                       _markdown_table(["algorithm", "tasks", "seeds", "IQM", "95% CI", "mean", "95% CI",
                                        "paper mean, same tasks"], table)]
-    if agg_notes:
-        parts += [""] + [f"- {n}" for n in agg_notes]
+    if agg_notes or missing:
+        parts += [""] + [f"- {n}" for n in [*agg_notes, *(missing or {}).values()]]
     if costs:
         table = [[c["task"], c["label"], f"{c['complete']}/{c['runs']}", _fmt(c["env_steps"], 0),
                   format_duration(c["wall_time_s"]) if not math.isnan(c["wall_time_s"]) else "–",
@@ -160,9 +184,10 @@ def render_markdown(root, runs, budgets, returns, aggregates, agg_notes, costs, 
     parts += ["", "## Missing and unfinished runs", ""]
     parts += [f"- {n}" for n in notes] if notes else ["None: every run found is complete."]
     if figures:
-        parts += ["", "## Learning curves (mean and 95 % bootstrap interval over seeds; crosses: paper)", ""]
+        crosses = "; crosses: paper" if in_dqs_paper else ""
+        parts += ["", f"## Learning curves (mean and 95 % bootstrap interval over seeds{crosses})", ""]
         parts += [f"![{task}]({os.path.relpath(path, out)})" for task, path in figures.items()]
-    sdac = load_paper()["sdac"]
-    parts += ["", "## SDAC paper (Gymnasium MuJoCo v4, 10^6 steps): what is published", ""]
-    parts += [f"- {n}" for n in sdac["notes"]]
+    if any(r.algo == "sdac" for r in runs):
+        parts += ["", "## SDAC paper (Gymnasium MuJoCo v4, 10^6 steps): what is published", ""]
+        parts += [f"- {n}" for n in load_paper()["sdac"]["notes"]]
     return "\n".join(parts) + "\n"

@@ -6,8 +6,10 @@ capped by environment variables. Worker w gets cores [w·T, (w+1)·T) of the cor
 
 A run's folder is locked (flock on DIR/.../seedS/.sweep.lock, held by the training process too) while it
 trains, so two sweeps never train one run at once; a sweep that finds a run locked comes back to it later.
-Each training process gets SIGTERM when the sweep dies (it then saves a checkpoint), so killing a sweep,
-even with SIGKILL, and starting it again finishes the grid.
+SIGINT, SIGTERM or SIGHUP to the sweep stops each training process with SIGTERM (it then saves a checkpoint) and
+waits for it; a second signal kills them at once. Each training process also gets SIGTERM from the kernel when
+the sweep dies (PR_SET_PDEATHSIG), so killing a sweep, even with SIGKILL, leaves no run behind, and starting it
+again finishes the grid.
 """
 
 from __future__ import annotations
@@ -89,18 +91,52 @@ def log_tail(run: Run, lines: int = 1) -> str:
     return " | ".join(text[-lines:])
 
 
-def stop(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM each process once (it checkpoints and exits), then wait; SIGKILL what outlives the grace."""
+class StopRequest:
+    """SIGINT, SIGTERM and SIGHUP counted instead of raised, so the scheduler is never cut off between starting a
+    process and recording it. SIGINT is caught even where it was ignored (a sweep started in the background by a
+    script), so that `kill -INT` stops a sweep as Ctrl-C does; an ignored SIGHUP (nohup) stays ignored."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.count = 0
+        self._old = {}
+
+    def __enter__(self):
+        for sig in self.SIGNALS:
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                continue
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals cannot be caught here
+                break
+        return self
+
+    def _handle(self, signum, frame):
+        self.count += 1
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def stop(procs: list[subprocess.Popen], request: StopRequest | None = None) -> None:
+    """SIGTERM each process once (it checkpoints and exits), then wait; SIGKILL what outlives the grace, or
+    everything at once on one more signal."""
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
+    signals = request.count if request else 0
+    while any(proc.poll() is None for proc in procs):
+        if time.monotonic() > deadline or (request and request.count > signals):
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+            break
+        time.sleep(0.05)
     for proc in procs:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            proc.kill()
-            proc.wait()
+        proc.wait()
 
 
 # the scheduler ------------------------------------------------------------------------------------------------
@@ -124,48 +160,51 @@ def run_local(runs: list[Run], progress, workers: int, threads: int, poll_s: flo
     running: dict[int, tuple[Run, subprocess.Popen, RunLock, float]] = {}
     waited: set[str] = set()
     ok = True
-    try:
-        while pending or running:
-            locked = []
-            while free and pending:
-                run = pending.popleft()
-                lock = RunLock(run)
-                if not lock.acquire(block=False):
+    with StopRequest() as request:
+        try:
+            while (pending or running) and not request.count:
+                locked = []
+                while free and pending and not request.count:
+                    run = pending.popleft()
+                    lock = RunLock(run)
+                    if not lock.acquire(block=False):
+                        lock.close()
+                        locked.append(run)
+                        if run.path not in waited:
+                            waited.add(run.path)
+                            progress.waiting(run)
+                        continue
+                    state = run_state(run)
+                    if state == "complete":
+                        lock.close()
+                        progress.skipped(run, "complete")
+                        continue
+                    slot = free.popleft()
+                    proc = start(run, lock, state, slots[slot], threads)
+                    running[slot] = (run, proc, lock, time.monotonic())
+                    progress.started(run, state, slots[slot])
+                pending.extend(locked)
+                time.sleep(poll_s if running or not locked else 1.0)
+                for slot, (run, proc, lock, t0) in list(running.items()):
+                    code = proc.poll()
+                    if code is None:
+                        continue
                     lock.close()
-                    locked.append(run)
-                    if run.path not in waited:
-                        waited.add(run.path)
-                        progress.waiting(run)
-                    continue
-                state = run_state(run)
-                if state == "complete":
+                    del running[slot]
+                    free.append(slot)
+                    if code == 0 and run_state(run) == "complete":
+                        progress.finished(run, time.monotonic() - t0)
+                    else:
+                        ok = False
+                        progress.failed(run, code, log_tail(run))
+        finally:
+            if running:  # stopped by a signal, or by an error of the sweep itself: its runs stop with it
+                progress.interrupted([run for run, *_ in running.values()])
+                stop([proc for _, proc, _, _ in running.values()], request)
+                for _, _, lock, _ in running.values():
                     lock.close()
-                    progress.skipped(run, "complete")
-                    continue
-                slot = free.popleft()
-                proc = start(run, lock, state, slots[slot], threads)
-                running[slot] = (run, proc, lock, time.monotonic())
-                progress.started(run, state, slots[slot])
-            pending.extend(locked)
-            time.sleep(poll_s if running or not locked else 1.0)
-            for slot, (run, proc, lock, t0) in list(running.items()):
-                code = proc.poll()
-                if code is None:
-                    continue
-                lock.close()
-                del running[slot]
-                free.append(slot)
-                if code == 0 and run_state(run) == "complete":
-                    progress.finished(run, time.monotonic() - t0)
-                else:
-                    ok = False
-                    progress.failed(run, code, log_tail(run))
-    except KeyboardInterrupt:
-        progress.interrupted([run for run, *_ in running.values()])
-        stop([proc for _, proc, _, _ in running.values()])
-        for _, _, lock, _ in running.values():
-            lock.close()
-        raise
+    if request.count:
+        raise KeyboardInterrupt
     return ok
 
 
