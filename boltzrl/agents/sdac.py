@@ -327,7 +327,7 @@ SPEC = AlgoSpec(
     name="sdac",
     config_cls=SDACConfig,
     make=make,
-    evaluation="best of num_candidates EMA-policy samples under the critic, without exploration noise (the "
-               "chains themselves are random).",
+    evaluation="best of eval_candidates (default: num_candidates) EMA-policy samples under the critic, without "
+               "exploration noise (the chains themselves are random).",
     description="Soft Diffusion Actor-Critic: VP diffusion policy trained with reverse-sampling score matching.",
 )
