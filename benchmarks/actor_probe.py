@@ -5,7 +5,8 @@ loaded into every agent, its learning rate set to 0, and the agent's ordinary `u
 that buffer; only the actor moves. Every `--every` updates, min-Q of the fixed critic is measured at 512 replay
 states for the agent's evaluation action (`act(deterministic=True)`) and behaviour action
 (`act(deterministic=False)`), beside two references at the same states: the replay actions and the best of
-64 uniform actions.
+64 uniform actions. With `--eval-episodes N` the evaluation policy is also run in the critic's environment at every
+checkpoint: whether an actor can turn a good critic into a good policy, in return rather than in Q.
 
 Usage: python benchmarks/actor_probe.py --critic-run RUN ALGO[:PRESET][:field=value,...] ...
 The agents' critics must have the SAC run's architecture (e.g. `critic_hidden=(256,256),activation='relu'`).
@@ -35,6 +36,7 @@ from boltzrl import nets  # noqa: E402
 from boltzrl.agents import get_algo  # noqa: E402
 from boltzrl.agents.base import Batch  # noqa: E402
 from boltzrl.training.evaluate_run import load_agent  # noqa: E402
+from boltzrl.training.evaluation import Evaluator  # noqa: E402
 
 
 def load_critic_and_replay(run: Path):
@@ -51,6 +53,7 @@ def main():
     parser.add_argument("--updates", type=int, default=1000)
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-episodes", type=int, default=0, help="episodes of return evaluation per checkpoint")
     parser.add_argument("--out", type=Path, default=None, help="CSV of the curves")
     args = parser.parse_args()
 
@@ -68,6 +71,7 @@ def main():
     references = {"best of 64 uniform": float(q_uniform.max(1).mean()),
                   "replay action": float(min_q(jnp.asarray(replay["obs"][:512]), jnp.asarray(replay["action"][:512])))}
 
+    evaluator = Evaluator(train_cfg.env, args.eval_episodes, args.seed) if args.eval_episodes else None
     rows = []
     for text in args.configs:
         algo, preset, overrides = parse_spec(text)
@@ -83,9 +87,13 @@ def main():
                 state, _ = agent.update(state, batches, jax.random.PRNGKey(done))
             q_eval = float(min_q(probe_obs, agent.act(state, probe_obs, jax.random.PRNGKey(7), deterministic=True)[0]))
             q_behave = float(min_q(probe_obs, agent.act(state, probe_obs, jax.random.PRNGKey(7), deterministic=False)[0]))
+            ret = float("nan")
+            if evaluator:
+                ret = evaluator.run(agent, state, jax.random.PRNGKey(done), eval_index=0)["eval_return"]
             rows.append({"config": text, "updates": done, "q_eval_action": q_eval, "q_behaviour_action": q_behave,
-                         "wall_s": time.perf_counter() - start})
-            print(f"{text}: {done} updates, Q(eval) {q_eval:.3f}, Q(behaviour) {q_behave:.3f}", flush=True)
+                         "eval_return": ret, "wall_s": time.perf_counter() - start})
+            print(f"{text}: {done} updates, Q(eval) {q_eval:.3f}, Q(behaviour) {q_behave:.3f}, return {ret:.1f}",
+                  flush=True)
 
     if args.out:
         with open(args.out, "w", newline="") as f:
@@ -102,6 +110,12 @@ def main():
         mine = [r for r in rows if r["config"] == text]
         print(f"| {text} | " + " | ".join(f"{r['q_eval_action']:.2f}" for r in mine)
               + f" | {mine[-1]['q_behaviour_action']:.2f} |")
+    if evaluator:
+        evaluator.close()
+        print("\n| configuration | " + " | ".join(f"return @{u}" for u in checkpoints) + " |")
+        print("|---|" + "---|" * len(checkpoints))
+        for text in args.configs:
+            print(f"| {text} | " + " | ".join(f"{r['eval_return']:.1f}" for r in rows if r["config"] == text) + " |")
 
 
 if __name__ == "__main__":

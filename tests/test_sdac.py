@@ -69,6 +69,32 @@ def test_evaluation_takes_the_best_of_eval_candidates_while_acting_takes_one_sam
     assert float(jnp.mean(q(greedy) > q(behaviour))) > 0.9
 
 
+def test_noise_free_evaluation_is_a_deterministic_function_of_the_state():
+    spec = get_algo("sdac")
+    agent = spec.make(spec.config(None, **{**TINY, "num_candidates": 1}, eval_noise_scale=0.0), 3, 2)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (8, 3))
+    first, second = (agent.act(state, obs, jax.random.PRNGKey(k), deterministic=True)[0] for k in (2, 3))
+    np.testing.assert_allclose(first, second)
+    sampled = [agent.act(state, obs, jax.random.PRNGKey(k), deterministic=False)[0] for k in (2, 3)]
+    assert not np.allclose(*sampled)
+
+
+def test_action_ascent_raises_the_critics_value_of_every_action_and_stays_in_the_box():
+    spec = get_algo("sdac")
+    base = dict(TINY, num_candidates=1, noise_scale=0.0, autotune_alpha=False)
+    plain, refined = (spec.make(spec.config(None, **base, action_ascent_steps=steps), 3, 2) for steps in (0, 10))
+    state = plain.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, 3))
+    critic = nets.Critics(2, TINY["critic_hidden"], "mish")
+    q = lambda a: critic.apply(state.critic, obs, a).min(0)
+    for deterministic in (False, True):
+        before, _ = plain.act(state, obs, jax.random.PRNGKey(2), deterministic=deterministic)
+        after, _ = refined.act(state, obs, jax.random.PRNGKey(2), deterministic=deterministic)
+        assert np.all(np.abs(after) <= 1.0)
+        assert float(jnp.mean(q(after) > q(before))) > 0.9
+
+
 def test_bad_proposal_is_rejected():
     with pytest.raises(ValueError, match="proposal must be one of"):
         SDACConfig(proposal="gaussian")

@@ -22,14 +22,12 @@ trains on the actions that were taken; here both read the one buffer, so the cri
 were improved after the transition was recorded (r and s′ belong to the original action). (2) The ascent and
 the DSM step use the critic's minibatch rather than an independent draw. (3) Truncated episodes bootstrap
 (SPEC §1; the official gym-v3 loop treats time limits as terminal). (4) Default initialisers replace the official
-truncated normal, and the step index is embedded by nets.EpsNet's sinusoids and MLP. `ddpm_sample_noise_ratio` is
-this module's variant of the shared DDPM sampler with a scale on the injected noise.
+truncated normal, and the step index is embedded by nets.EpsNet's sinusoids and MLP.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import flax.struct
 import jax
@@ -103,31 +101,6 @@ class DIPOState(flax.struct.PyTreeNode):
     steps: jax.Array
 
 
-def ddpm_sample_noise_ratio(eps_fn, key, shape: Sequence[int], schedule: diffusion.VPSchedule,
-                            noise_ratio: float = 1.0, clip_range: float = 1.0):
-    """`diffusion.ddpm_sample` (N(0, I) start, x̂₀ clipped, posterior variance, clipped result) with the noise of
-    the intermediate steps scaled by noise_ratio: 1 is the shared sampler draw for draw, 0 the noise-free chain
-    that DIPO evaluates with."""
-    shape = tuple(shape)
-    init_key, noise_key = jax.random.split(key)
-    ab = schedule.alpha_bars
-    ab_prev = jnp.concatenate([jnp.ones((1,), ab.dtype), ab[:-1]])
-    coef_x0 = schedule.betas * jnp.sqrt(ab_prev) / (1.0 - ab)
-    coef_xt = (1.0 - ab_prev) * jnp.sqrt(schedule.alphas) / (1.0 - ab)
-    post_std = jnp.sqrt(schedule.betas * (1.0 - ab_prev) / (1.0 - ab))
-
-    def step(x, inputs):
-        t, step_key = inputs
-        x0 = jnp.clip((x - jnp.sqrt(1.0 - ab[t]) * eps_fn(x, t)) / jnp.sqrt(ab[t]), -clip_range, clip_range)
-        mean = coef_x0[t] * x0 + coef_xt[t] * x
-        return mean + noise_ratio * post_std[t] * jax.random.normal(step_key, shape), None
-
-    x = jax.random.normal(init_key, shape)
-    steps = jnp.arange(schedule.num_steps - 1, -1, -1, dtype=jnp.int32)
-    x, _ = jax.lax.scan(step, x, (steps, jax.random.split(noise_key, schedule.num_steps)))
-    return jnp.clip(x, -clip_range, clip_range)
-
-
 def action_ascent(q_fn, obs, actions, steps: int, lr: float, max_norm: float, eps: float = 1e-5):
     """`steps` Adam steps of gradient ascent on Σ_batch min_j q_fn(obs, a)_j over the actions (q_fn → (E, B)),
     the gradient clipped to global norm max_norm over the whole minibatch (0: no clip), the actions clamped to
@@ -163,7 +136,7 @@ def make(config: DIPOConfig, obs_dim: int, act_dim: int) -> Agent:
 
     def sample(policy, obs, key, noise_ratio=1.0):
         eps_fn = lambda x, t: eps_net.apply(policy, obs, x, t)
-        return ddpm_sample_noise_ratio(eps_fn, key, (obs.shape[0], act_dim), schedule, noise_ratio)
+        return diffusion.ddpm_sample(eps_fn, key, (obs.shape[0], act_dim), schedule, noise_scale=noise_ratio)
 
     def init(key):
         k1, k2 = jax.random.split(key)

@@ -32,6 +32,7 @@ import optax
 from boltzrl import diffusion, nets
 from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update, delayed, polyak_target
+from boltzrl.agents.dipo import action_ascent
 from boltzrl.agents.entropy import alpha_loss
 
 PROPOSALS = ("policy", "acting", "replay", "uniform")
@@ -61,6 +62,15 @@ class SDACConfig:
     by its own spread (num_candidates = 1) is evaluated greedily this way, as SAC evaluates its mean action."""
     target_candidates: int = 0
     """N of best-of-N for the TD target's next action; 0 uses num_candidates."""
+    action_ascent_steps: int = 0
+    """Adam steps of gradient ascent on min Q that refine every acting and evaluation action (DIPO's action-space
+    improvement; 0 acts with the policy's samples as the paper does). RSSM's weights resolve Q only as finely as M
+    draws can; the gradient resolves it everywhere."""
+    action_ascent_lr: float = 0.03
+    """Adam learning rate of the action ascent: the most an action coordinate moves per step."""
+    eval_noise_scale: float = 1.0
+    """Scale of the chain's noise (its start and every step) for the evaluation action: 1 samples the policy, 0 runs
+    the chain deterministically (a mode-seeking action, as SAC evaluates its mean action)."""
     num_draws: int = 64
     """M reverse draws a_0^j per state in the RSSM loss."""
     policy_states: int = 0
@@ -146,11 +156,13 @@ class SDACConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.policy_states < 0:
             raise ValueError(f"policy_states must be 0 (the whole minibatch) or positive, got {self.policy_states}.")
-        for name in ("target_candidates", "eval_candidates"):
+        for name in ("target_candidates", "eval_candidates", "action_ascent_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (same as num_candidates) or positive, got {getattr(self, name)}.")
         if not 0 < self.edm_sigma_min < self.edm_sigma_max or self.edm_rho <= 0:
             raise ValueError("the edm schedule needs 0 < edm_sigma_min < edm_sigma_max and edm_rho > 0.")
+        if self.eval_noise_scale < 0:
+            raise ValueError(f"eval_noise_scale must be non-negative, got {self.eval_noise_scale}.")
         for name in ("energy_scale", "init_alpha", "temperature_lr"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
@@ -191,14 +203,17 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
     temperature_opt = adam(config.temperature_lr)
     target_entropy = config.target_entropy_per_dim * act_dim
 
-    def sample(policy, obs, key, n):
+    def sample(policy, obs, key, n, noise_scale=1.0):
         """n policy samples per state: obs (B, obs_dim) → (B, n, d)."""
         obs = jnp.broadcast_to(obs[:, None], (obs.shape[0], n, obs_dim))
         eps_fn = lambda x, t: eps_net.apply(policy, obs, x, t)
-        return diffusion.ddpm_sample(eps_fn, key, obs.shape[:2] + (act_dim,), schedule, init_scale=config.init_scale)
+        return diffusion.ddpm_sample(eps_fn, key, obs.shape[:2] + (act_dim,), schedule,
+                                     init_scale=noise_scale * config.init_scale, noise_scale=noise_scale)
 
-    def best_of_n(policy, critic, obs, key, n=config.num_candidates):
-        candidates = sample(policy, obs, key, n)
+    def best_of_n(policy, critic, obs, key, n=config.num_candidates, noise_scale=1.0):
+        if n == 1:  # nothing to choose from: skip the critic
+            return sample(policy, obs, key, 1, noise_scale)[:, 0]
+        candidates = sample(policy, obs, key, n, noise_scale)
         obs_n = jnp.broadcast_to(obs[:, None], candidates.shape[:2] + (obs_dim,))
         q = critic_net.apply(critic, obs_n, candidates).min(0)
         return diffusion.best_of_n(candidates, q)
@@ -221,13 +236,21 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
             steps=jnp.zeros((), jnp.int32),
         )
 
+    def refine(critic, obs, action):
+        if not config.action_ascent_steps:
+            return action
+        q_fn = lambda o, a: critic_net.apply(critic, o, a)
+        return action_ascent(q_fn, obs, action, config.action_ascent_steps, config.action_ascent_lr, 0.0)[0]
+
     @counted_jit(static_argnames="deterministic")
     def act(state: SDACState, obs, key, deterministic: bool = False):
         k_sample, k_noise = jax.random.split(key)
         if deterministic:
-            return best_of_n(state.ema_policy, state.critic, obs, k_sample,
-                             config.eval_candidates or config.num_candidates), {}
-        return noisy(best_of_n(state.ema_policy, state.critic, obs, k_sample), state.log_alpha, k_noise), {}
+            action = best_of_n(state.ema_policy, state.critic, obs, k_sample,
+                               config.eval_candidates or config.num_candidates, config.eval_noise_scale)
+            return refine(state.critic, obs, action), {}
+        action = refine(state.critic, obs, best_of_n(state.ema_policy, state.critic, obs, k_sample))
+        return noisy(action, state.log_alpha, k_noise), {}
 
     def proposal(state, batch, t, key):
         k_a, k_noise = jax.random.split(key)
@@ -235,7 +258,8 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
             a0 = sample(state.policy, batch.obs, k_a, 1)[:, 0]
         elif config.proposal == "acting":
             k_a, k_acting_noise = jax.random.split(k_a)
-            a0 = noisy(best_of_n(state.ema_policy, state.critic, batch.obs, k_a), state.log_alpha, k_acting_noise)
+            acting = refine(state.critic, batch.obs, best_of_n(state.ema_policy, state.critic, batch.obs, k_a))
+            a0 = noisy(acting, state.log_alpha, k_acting_noise)
         elif config.proposal == "replay":
             a0 = batch.action
         else:  # uniform: a_0 uniform on the action box

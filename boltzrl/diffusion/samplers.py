@@ -22,6 +22,7 @@ def ddpm_sample(
     clip_x0: bool = True,
     init_scale: float = 1.0,
     clip_range: float = 1.0,
+    noise_scale: float = 1.0,
 ) -> jnp.ndarray:
     """Ancestral DDPM sampling from init_scale·N(0, I).
 
@@ -29,6 +30,9 @@ def ddpm_sample(
     x[..., 0]). Each step forms x̂₀ = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t, clips it to [−clip_range, clip_range] when
     clip_x0, and draws x_{t−1} from the Gaussian posterior q(x_{t−1} | x_t, x̂₀) with variance
     β̃_t = β_t(1 − ᾱ_{t−1})/(1 − ᾱ_t) (zero at the last step). With clip_x0 the returned sample is clipped too.
+    noise_scale multiplies the noise of the intermediate steps (DIPO's noise ratio): with init_scale scaled alike,
+    below 1 the chain samples a sharper distribution than the one it learnt, and 0 with init_scale 0 makes it a
+    deterministic map of the state (a mode-seeking action).
     """
     shape = tuple(shape)
     init_key, noise_key = jax.random.split(key)
@@ -45,7 +49,7 @@ def ddpm_sample(
         if clip_x0:
             x0 = jnp.clip(x0, -clip_range, clip_range)
         mean = coef_x0[t] * x0 + coef_xt[t] * x
-        return mean + post_std[t] * jax.random.normal(step_key, shape), None
+        return mean + noise_scale * post_std[t] * jax.random.normal(step_key, shape), None
 
     x = init_scale * jax.random.normal(init_key, shape)
     steps = jnp.arange(schedule.num_steps - 1, -1, -1, dtype=jnp.int32)
