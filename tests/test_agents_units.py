@@ -70,10 +70,10 @@ def test_every_agent_updates_acts_compiles_once_and_loads_back(name):
     # saved and loaded into a freshly initialised state, it acts the same in both modes: the pytree is the agent
     template = agent.init(jax.random.PRNGKey(5))
     restored = flax.serialization.from_bytes(template, flax.serialization.to_bytes(state))
-    obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)  # same shape: no new compilation
     for det in (False, True):
         np.testing.assert_array_equal(agent.act(state, obs, jax.random.PRNGKey(2), deterministic=det)[0],
                                       agent.act(restored, obs, jax.random.PRNGKey(2), deterministic=det)[0])
     other = agent.act(template, obs, jax.random.PRNGKey(2), deterministic=True)[0]
     assert not np.array_equal(other, agent.act(restored, obs, jax.random.PRNGKey(2), deterministic=True)[0])
-    assert agent.update.traces == 1 and agent.act.traces <= 4  # per mode and observation batch shape
+    assert agent.update.traces == 1 and agent.act.traces <= 2  # one per mode

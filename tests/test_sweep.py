@@ -218,9 +218,9 @@ def _eval_curve(folder: Path) -> list[tuple[int, float]]:
         return [(int(r["env_step"]), float(r["eval_return"])) for r in csv.DictReader(f)]
 
 
-def _assert_complete(out: Path) -> None:
+def _assert_complete(out: Path, runs: int = 4) -> None:
     folders = _run_folders(out)
-    assert len(folders) == 4
+    assert len(folders) == runs
     for folder in folders:
         summary = json.loads((folder / "summary.json").read_text())
         assert summary["complete"] and summary["env_steps"] == STEPS, folder
@@ -301,14 +301,14 @@ def test_ray_sweep_on_a_local_instance(tmp_path, monkeypatch):
 
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     out = tmp_path / "sweep"
-    runs = build_grid(["sac", "td3"], ["Pendulum-v1"], [0, 1], STEPS, out, sets=TINY)
+    runs = build_grid(["sac", "td3"], ["Pendulum-v1"], [0], STEPS, out, sets=TINY)  # one round on two workers
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        assert run_ray(runs, Tally(4), None, cpus_per_run=1, gpus_per_run=0)
-        _assert_complete(out)
-        tally = Tally(4)
+        assert run_ray(runs, Tally(2), None, cpus_per_run=1, gpus_per_run=0)
+        _assert_complete(out, runs=2)
+        tally = Tally(2)
         assert run_ray(runs, tally, None, cpus_per_run=1, gpus_per_run=0)
-        assert (tally.skipped_n, tally.finished_n) == (4, 0)
+        assert (tally.skipped_n, tally.finished_n) == (2, 0)
     finally:
         ray.shutdown()
 

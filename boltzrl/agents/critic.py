@@ -6,7 +6,8 @@ Only how the next action a′ is drawn differs between the algorithms; given a�
     L = Σ_j mean_batch (Q_j(s, a) − y)²,   then   Q̄ ← (1 − τ)·Q̄ + τ·Q
 
 with penalty = α·log π(a′|s′) for SAC and none otherwise. The agent states hold `critic`, `critic_opt` and
-`target_critic`, which is what these helpers read and replace.
+`target_critic`, which is what these helpers read and replace. `action_ascent` improves actions on the critic
+itself (DIPO's update, SDAC's optional acting refinement).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from boltzrl import nets
 from boltzrl.agents.base import critic_step, td_target
@@ -60,3 +62,25 @@ def delayed(step, delay: int, update_fn: Callable, state, nan_info_like: Any = N
         nan_info_like = jax.eval_shape(update_fn, state)[1]
     nan_info = jax.tree_util.tree_map(lambda x: jnp.full_like(x, jnp.nan), nan_info_like)
     return jax.lax.cond(step % delay == 0, update_fn, lambda s: (s, nan_info), state)
+
+
+def action_ascent(q_fn, obs, actions, steps: int, lr: float, max_norm: float, eps: float = 1e-5):
+    """`steps` Adam steps of gradient ascent on Σ_batch min_j q_fn(obs, a)_j over the actions (q_fn → (E, B)),
+    the gradient clipped to global norm max_norm over the whole minibatch (0: no clip), the actions clamped to
+    [−1, 1] after every step.
+
+    Returns (improved actions, {"grad_norm": (steps,) norms before the clip, "clipped_norm": after it})."""
+    opt = optax.adam(lr, eps=eps)
+    grad_fn = jax.grad(lambda a: q_fn(obs, a).min(0).sum())
+
+    def body(carry, _):
+        a, opt_state = carry
+        ascent = grad_fn(a)
+        norm = optax.global_norm(ascent)
+        if max_norm > 0:
+            ascent = ascent * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
+        updates, opt_state = opt.update(-ascent, opt_state, a)  # Adam minimises −min Q
+        return (jnp.clip(a + updates, -1.0, 1.0), opt_state), (norm, optax.global_norm(ascent))
+
+    (actions, _), (norms, clipped) = jax.lax.scan(body, (actions, opt.init(actions)), None, length=steps)
+    return jax.lax.stop_gradient(actions), {"grad_norm": norms, "clipped_norm": clipped}

@@ -36,7 +36,7 @@ import optax
 
 from boltzrl import diffusion, nets
 from boltzrl.agents.base import REPLAY_ACTIONS, Agent, AlgoSpec, apply_grads, counted_jit, scan_updates
-from boltzrl.agents.critic import critic_update
+from boltzrl.agents.critic import action_ascent, critic_update
 
 
 @dataclass(frozen=True)
@@ -99,28 +99,6 @@ class DIPOState(flax.struct.PyTreeNode):
     policy_opt: tuple
     critic_opt: tuple
     steps: jax.Array
-
-
-def action_ascent(q_fn, obs, actions, steps: int, lr: float, max_norm: float, eps: float = 1e-5):
-    """`steps` Adam steps of gradient ascent on Σ_batch min_j q_fn(obs, a)_j over the actions (q_fn → (E, B)),
-    the gradient clipped to global norm max_norm over the whole minibatch (0: no clip), the actions clamped to
-    [−1, 1] after every step.
-
-    Returns (improved actions, {"grad_norm": (steps,) norms before the clip, "clipped_norm": after it})."""
-    opt = optax.adam(lr, eps=eps)
-    grad_fn = jax.grad(lambda a: q_fn(obs, a).min(0).sum())
-
-    def body(carry, _):
-        a, opt_state = carry
-        ascent = grad_fn(a)
-        norm = optax.global_norm(ascent)
-        if max_norm > 0:
-            ascent = ascent * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
-        updates, opt_state = opt.update(-ascent, opt_state, a)  # Adam minimises −min Q
-        return (jnp.clip(a + updates, -1.0, 1.0), opt_state), (norm, optax.global_norm(ascent))
-
-    (actions, _), (norms, clipped) = jax.lax.scan(body, (actions, opt.init(actions)), None, length=steps)
-    return jax.lax.stop_gradient(actions), {"grad_norm": norms, "clipped_norm": clipped}
 
 
 def make(config: DIPOConfig, obs_dim: int, act_dim: int) -> Agent:

@@ -9,7 +9,10 @@ A VP diffusion policy trained with reverse-sampling score matching (RSSM) on the
 Acting and the TD target use best-of-N samples plus Gaussian noise noise_scale·α; α follows a target entropy of
 that noise. An EMA copy of the policy is the one that acts. With auto_temperature the RSSM temperature is tuned
 instead, like SAC's α, toward a target spread of the policy's own samples at a state, so that how sharp the policy
-is does not hinge on how much Q varies over actions on a given task.
+is does not hinge on how much Q varies over actions on a given task. With action_ascent_steps every acting and
+evaluation action is finished by a few Adam steps of gradient ascent on min Q from the policy's sample (not in the
+paper): on DeepMind Control, Q varies over the action box by less than RSSM's M draws can resolve, and the policy
+alone cannot climb even a good critic (benchmarks/sdac, the fixed-critic probe).
 
 The presets live in boltzrl/data/presets.toml. The `paper` preset follows the paper and its camera-ready code;
 knowing departures: the cosine schedule of the paper's text (the code runs a linear one scaled by 0.8, selectable
@@ -31,8 +34,7 @@ import optax
 
 from boltzrl import diffusion, nets
 from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, adam, apply_grads, scan_updates
-from boltzrl.agents.critic import critic_update, delayed, polyak_target
-from boltzrl.agents.dipo import action_ascent
+from boltzrl.agents.critic import action_ascent, critic_update, delayed, polyak_target
 from boltzrl.agents.entropy import alpha_loss
 
 PROPOSALS = ("policy", "acting", "replay", "uniform")
@@ -63,8 +65,8 @@ class SDACConfig:
     target_candidates: int = 0
     """N of best-of-N for the TD target's next action; 0 uses num_candidates."""
     action_ascent_steps: int = 0
-    """Adam steps of gradient ascent on min Q that refine every acting and evaluation action (DIPO's action-space
-    improvement; 0 acts with the policy's samples as the paper does). RSSM's weights resolve Q only as finely as M
+    """Adam steps of gradient ascent on min Q that refine every acting and evaluation action, and the acting
+    proposal (DIPO's action-space improvement; 0 acts with the policy's samples as the paper does). RSSM's weights resolve Q only as finely as M
     draws can; the gradient resolves it everywhere."""
     action_ascent_lr: float = 0.03
     """Adam learning rate of the action ascent: the most an action coordinate moves per step."""
@@ -156,13 +158,14 @@ class SDACConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.policy_states < 0:
             raise ValueError(f"policy_states must be 0 (the whole minibatch) or positive, got {self.policy_states}.")
-        for name in ("target_candidates", "eval_candidates", "action_ascent_steps"):
+        for name in ("target_candidates", "eval_candidates"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (same as num_candidates) or positive, got {getattr(self, name)}.")
         if not 0 < self.edm_sigma_min < self.edm_sigma_max or self.edm_rho <= 0:
             raise ValueError("the edm schedule needs 0 < edm_sigma_min < edm_sigma_max and edm_rho > 0.")
-        if self.eval_noise_scale < 0:
-            raise ValueError(f"eval_noise_scale must be non-negative, got {self.eval_noise_scale}.")
+        for name in ("action_ascent_steps", "action_ascent_lr", "eval_noise_scale"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}.")
         for name in ("energy_scale", "init_alpha", "temperature_lr"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
