@@ -131,17 +131,33 @@ def _read_config_file(path: str):
 
 def cmd_eval(argv: list[str]) -> int:
     from boltzrl.training.evaluate_run import evaluate_run
+    from boltzrl.training.run_folder import CHECKPOINT
+    from boltzrl.video import VIDEO_EPISODES, require_writer
 
     parser = argparse.ArgumentParser(prog="boltzrl eval", description="Evaluate a run folder's latest checkpoint.")
     parser.add_argument("run", help="run folder (or its checkpoint folder)")
     parser.add_argument("--episodes", type=int, default=10, help="number of episodes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    parser.add_argument("--video", action="store_true",
+                        help=f"also write MP4s of the first {VIDEO_EPISODES} episodes (needs pip install "
+                             f"'boltzrl[video]')")
+    parser.add_argument("--video-dir", default=None, help="folder of the videos (default: RUN/videos; implies --video)")
     args = parser.parse_args(argv)
     if args.episodes <= 0:
         raise UserError(f"--episodes must be positive, got {args.episodes}.")
-    result = evaluate_run(args.run, args.episodes, args.seed)
+    video_dir = None
+    if args.video or args.video_dir:
+        try:
+            require_writer()
+        except ImportError as exc:
+            raise UserError(str(exc)) from None
+        run = Path(args.run)
+        video_dir = args.video_dir or (run.parent if run.name == CHECKPOINT else run) / "videos"
+    result = evaluate_run(args.run, args.episodes, args.seed, video_dir=video_dir)
     print(f"eval return {result['eval_return']:.2f} ± {result['eval_return_std']:.2f} over {args.episodes} episodes "
           f"(mean length {result['eval_length']:.0f})")
+    for path in result.get("videos", []):
+        print(f"video: {path}")
     return 0
 
 

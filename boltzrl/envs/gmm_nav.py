@@ -31,6 +31,7 @@ _MEANS_FILE = "gmm40_nav_means.json"
 EVAL_REFERENCE_SAMPLES = 1000  # exact mixture samples the evaluation's final states are compared with
 EVAL_REFERENCE_SEED = 0  # fixed, so every evaluation of every run uses the same reference set
 MODE_RADIUS = 2.0 * math.log1p(math.e)  # a final state within 2 std of a mean counts toward that mode
+RENDER_SIZE = 256  # pixels per side of an rgb_array frame (a multiple of 16, as video encoders want)
 
 
 def generate_gmm40_means(seed: int = 0, loc_scaling: float = 40.0) -> np.ndarray:
@@ -104,9 +105,12 @@ class GMM40Nav(gym.Env):
     The episode's final state is its last observation (in a SAME_STEP vector env: `infos["final_obs"]`).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, max_episode_steps: int = 100):
+    def __init__(self, max_episode_steps: int = 100, render_mode: str | None = None):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
+        self.render_mode = render_mode
         self.max_episode_steps = int(max_episode_steps)
         self.observation_space = gym.spaces.Box(-STATE_BOUND, STATE_BOUND, (2,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -136,6 +140,12 @@ class GMM40Nav(gym.Env):
         truncated = self._elapsed_steps >= self.max_episode_steps
         return self._state.copy(), reward, False, truncated, {}
 
+    def render(self):
+        """With render_mode "rgb_array": the density with the agent's position as a red dot, (256, 256, 3) uint8."""
+        if self.render_mode != "rgb_array":
+            return None
+        return render_frame(self._state)
+
     def evaluation_metrics(self, trajectories, reset_infos, out_dir, tag) -> dict[str, float]:
         """Evaluation hook: how well the episodes' final states match the mixture.
 
@@ -154,6 +164,33 @@ class GMM40Nav(gym.Env):
                               title=f"{tag}: MMD {metrics['eval_mmd']:.3f}, "
                                     f"{metrics['eval_modes_covered']:.0f}/{NUM_COMPONENTS} modes")
         return metrics
+
+
+# A few viridis colours from low to high density: colouring by interpolation needs no plotting library.
+_PALETTE = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float64)
+
+
+@functools.cache
+def _density_image(size: int) -> np.ndarray:
+    """log p over the state box as (size, size, 3) uint8, row 0 at the top (y = +50); drawn once per size."""
+    centres = (np.arange(size) + 0.5) / size * 2.0 * STATE_BOUND - STATE_BOUND
+    xx, yy = np.meshgrid(centres, centres[::-1])
+    log_p = gmm_log_prob(np.stack([xx, yy], -1))
+    level = np.clip((log_p - (log_p.max() - 30.0)) / 30.0, 0.0, 1.0)  # the 30 nats below the peak, as in the plots
+    stops = np.linspace(0.0, 1.0, len(_PALETTE))
+    image = np.stack([np.interp(level, stops, _PALETTE[:, c]) for c in range(3)], -1).astype(np.uint8)
+    image.setflags(write=False)
+    return image
+
+
+def render_frame(state, size: int = RENDER_SIZE) -> np.ndarray:
+    """The mixture's density with a red dot at `state` (x, y), as a (size, size, 3) uint8 image."""
+    frame = _density_image(size).copy()
+    col, row = (np.array([state[0], -state[1]], np.float64) + STATE_BOUND) / (2.0 * STATE_BOUND) * size
+    rr, cc = np.ogrid[:size, :size]
+    radius = max(2.0, size / 80.0)
+    frame[(rr + 0.5 - row) ** 2 + (cc + 0.5 - col) ** 2 <= radius**2] = (255, 0, 0)
+    return frame
 
 
 def plot_final_states(points: np.ndarray, path: str | Path, title: str = "") -> None:

@@ -29,6 +29,8 @@ LOG_NAME = "sweep.log"
 LOCK_NAME = ".sweep.lock"
 # Flags the sweep sets itself; --set may not change them.
 RESERVED = {"algo", "env", "seed", "steps", "out", "preset", "resume"}
+# train fields that do not make a run another run: a sweep extends steps, and where a run logs is not what it learns
+UNCOMPARED = ("steps", "wandb_project")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Run:
     variant: str
     path: str
     expected: dict
-    """The config.json entries this run must have: {"preset", "agent", "train"} (train without "steps")."""
+    """The config.json entries this run must have: {"preset", "agent", "train"} (train without UNCOMPARED)."""
 
     @property
     def name(self) -> str:
@@ -162,8 +164,7 @@ def build_grid(algos: list[str], envs: list[str], seeds: list[int], steps: int, 
             train_cfg.validate()
             variant = variant_name(preset, overrides)
             path = Path(out) / algo / env.replace("/", "_") / variant / f"seed{seed}"
-            train_dict = dataclasses.asdict(train_cfg)
-            del train_dict["steps"]
+            train_dict = {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in UNCOMPARED}
             expected = _jsonable({"preset": preset, "agent": dataclasses.asdict(agent_cfg), "train": train_dict})
             runs.append(Run(algo, env, seed, steps, preset, overrides, variant, str(path), expected))
     return runs
@@ -188,7 +189,7 @@ def mismatch(run: Run) -> str | None:
     if config is None:
         return None
     found = {"preset": config.get("preset"), "agent": config.get("agent"),
-             "train": {k: v for k, v in (config.get("train") or {}).items() if k != "steps"}}
+             "train": {k: v for k, v in (config.get("train") or {}).items() if k not in UNCOMPARED}}
     if config.get("algo") != run.algo:
         return f"it holds a {config.get('algo')} run"
     for section in ("preset", "agent", "train"):

@@ -44,6 +44,8 @@ class TrainConfig:
     """Environment steps between rows of train.csv and progress lines."""
     rollout_steps: int = 2048
     """Steps of each env in one rollout of an on-policy agent (its data per update: rollout_steps × num_envs)."""
+    wandb_project: str = ""
+    """Weights & Biases project that every TensorBoard scalar is also sent to ("": off; needs boltzrl[wandb])."""
 
     def validate(self) -> None:
         positive = ["steps", "num_envs", "update_every", "batch_size", "buffer_size", "eval_every", "eval_episodes",
@@ -56,6 +58,13 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(self, name)}.")
         if not math.isfinite(self.utd):
             raise ValueError(f"--utd must be finite, got {self.utd}.")
+        if self.wandb_project:
+            from boltzrl.training.wandb_log import require_wandb
+
+            try:
+                require_wandb()
+            except ImportError as exc:
+                raise ValueError(str(exc)) from None
 
     def check_can_learn(self, on_policy: bool) -> None:
         """Refuse, in one sentence, an off-policy run that would end without a single gradient step: one whose
@@ -72,9 +81,10 @@ class TrainConfig:
                              f"buffer will ever hold ({what} {held}), so no update would ever happen.")
 
 
-RESUMABLE = frozenset({"steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"})
-"""TrainConfig fields that `--resume` may change: the run's length and the cadence of what it writes. Everything
-else (the env, the seed, how data is collected and learnt from, every agent option) is fixed when a run starts."""
+RESUMABLE = frozenset({"steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every", "wandb_project"})
+"""TrainConfig fields that `--resume` may change: the run's length, the cadence of what it writes and where its
+scalars are mirrored. Everything else (the env, the seed, how data is collected and learnt from, every agent
+option) is fixed when a run starts."""
 
 
 def _option(name: str) -> str:
@@ -109,9 +119,9 @@ def _show(value) -> str:
 
 def refuse_conflicts(path, conflicts: list[str]) -> None:
     if conflicts:
-        raise ValueError(f"--resume cannot change {', '.join(conflicts)} of the run in {path}: only --steps and the "
-                         f"eval, checkpoint and log cadence may change when resuming; start a new run with another "
-                         f"--out instead.")
+        raise ValueError(f"--resume cannot change {', '.join(conflicts)} of the run in {path}: only --steps, the "
+                         f"eval, checkpoint and log cadence and --wandb-project may change when resuming; start a "
+                         f"new run with another --out instead.")
 
 
 def check_field_ranges(cfg) -> None:

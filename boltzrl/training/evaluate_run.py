@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import flax.serialization
 import jax
@@ -12,12 +13,14 @@ from boltzrl.training import config_from_dict
 from boltzrl.training.run_folder import CHECKPOINT, RunFolder
 
 
+def _run_folder(run: str | Path) -> RunFolder:
+    path = Path(run)
+    return RunFolder(path.parent if path.name == CHECKPOINT else path)
+
+
 def load_agent(run: str | Path):
     """(agent, state, train config) restored from a run folder or its checkpoint folder."""
-    path = Path(run)
-    if path.name == CHECKPOINT:
-        path = path.parent
-    folder = RunFolder(path)
+    folder = _run_folder(run)
     if not folder.has_run():
         raise FileNotFoundError(f"{run} is not a run folder (no config.json).")
     agent_file = folder.checkpoint_dir / "agent.msgpack"
@@ -37,10 +40,29 @@ def load_agent(run: str | Path):
     return agent, state, train_cfg
 
 
-def evaluate_run(run: str | Path, episodes: int = 10, seed: int = 0) -> dict[str, float]:
+def evaluate_run(run: str | Path, episodes: int = 10, seed: int = 0,
+                 video_dir: str | Path | None = None) -> dict[str, Any]:
+    """The evaluation's metrics (eval_return, eval_return_std, eval_length, ...). With `video_dir`, the first
+    `VIDEO_EPISODES` episodes are also written there as `step{N}-seed{S}-episode{i}.mp4` (N: the checkpoint's env
+    step), listed under "videos"; an env that cannot render is refused before anything runs."""
+    record = 0
+    if video_dir is not None:
+        from boltzrl import video  # before any env is built: it chooses MuJoCo's headless GL backend
+
+        video.require_writer()
+        record = min(episodes, video.VIDEO_EPISODES)
     agent, state, train_cfg = load_agent(run)
-    evaluator = Evaluator(train_cfg.env, episodes, seed)
+    if record:
+        video.check_can_render(train_cfg.env)
+    evaluator = Evaluator(train_cfg.env, episodes, seed, record=record)
     try:
-        return evaluator.run(agent, state, jax.random.PRNGKey(seed), eval_index=0, out_dir=None)
+        result = evaluator.run(agent, state, jax.random.PRNGKey(seed), eval_index=0, out_dir=None)
+        if record:
+            step = _run_folder(run).checkpoint_step()
+            fps = evaluator.fps or video.DEFAULT_FPS
+            result["videos"] = [str(video.write_mp4(Path(video_dir) / f"step{step}-seed{seed}-episode{i}.mp4",
+                                                    frames, fps))
+                                for i, frames in enumerate(evaluator.frames())]
+        return result
     finally:
         evaluator.close()

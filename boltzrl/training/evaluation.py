@@ -20,16 +20,28 @@ class Evaluator:
     `evaluation_metrics(trajectories, reset_infos, out_dir, tag) -> dict[str, float]` on its unwrapped class:
     `trajectories[i]` is the (length + 1, obs_dim) array of episode i's observations, `reset_infos[i]` the info dict
     returned by its reset.
+
+    With `record` > 0 the first `record` episodes are rendered ("rgb_array") and `frames()` gives their frames
+    after a `run` (see `boltzrl.video.FrameRecorder`); the others run without rendering, and the returns are the
+    same either way.
     """
 
-    def __init__(self, env_id: str, episodes: int, seed: int):
+    def __init__(self, env_id: str, episodes: int, seed: int, record: int = 0):
         self.episodes, self.seed = episodes, seed
-        self.envs = make_vec_env(env_id, episodes, seed + EVAL_SEED_OFFSET)
+        if record:
+            from boltzrl.video import recording_vec_env
+
+            self.envs = recording_vec_env(env_id, episodes, seed + EVAL_SEED_OFFSET, min(record, episodes))
+        else:
+            self.envs = make_vec_env(env_id, episodes, seed + EVAL_SEED_OFFSET)
+        self.recorders = self.envs.envs[:record]  # FrameRecorders
         self.metrics_hook = getattr(self.envs.envs[0].unwrapped, "evaluation_metrics", None)
 
     def run(self, agent, state, key, eval_index: int, out_dir: Path | None = None) -> dict[str, float]:
         n = self.episodes
         seeds = [self.seed + EVAL_SEED_OFFSET + eval_index * n + i for i in range(n)]
+        for recorder in self.recorders:
+            recorder.start()
         obs, infos = self.envs.reset(seed=seeds)
         reset_infos = [{k: v[i] for k, v in infos.items() if not k.startswith("_")} for i in range(n)]
         trajectories = [[o] for o in obs] if self.metrics_hook else None
@@ -55,6 +67,15 @@ class Evaluator:
             trajs = [np.asarray(t) for t in trajectories]
             result.update(self.metrics_hook(trajs, reset_infos, out_dir, f"eval{eval_index:03d}"))
         return result
+
+    def frames(self) -> list[list[np.ndarray]]:
+        """The frames of each recorded episode of the last `run`."""
+        return [recorder.frames for recorder in self.recorders]
+
+    @property
+    def fps(self) -> float | None:
+        """The frame rate the environment declares for its renders, if any."""
+        return self.envs.envs[0].metadata.get("render_fps")
 
     def close(self):
         self.envs.close()

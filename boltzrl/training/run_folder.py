@@ -140,7 +140,10 @@ class TensorBoardLog:
     are left out.
 
     With `purge_step`, TensorBoard drops the points at or after it that earlier event files hold: those an
-    interrupted run logged after the checkpoint it resumes from."""
+    interrupted run logged after the checkpoint it resumes from.
+
+    When the run's config.json (beside `logdir`) names a W&B project, every point also goes there (see
+    `wandb_log`)."""
 
     def __init__(self, logdir: Path, purge_step: int | None = None):
         from tensorboardX.event_file_writer import EventsWriter
@@ -155,18 +158,32 @@ class TensorBoardLog:
             self._writer.write_event(Event(step=purge_step, wall_time=time.time(),
                                            session_log=SessionLog(status=SessionLog.START)))
         self._writer.flush()
+        from boltzrl.training.wandb_log import mirror_for
+
+        try:
+            self._mirror = mirror_for(Path(logdir).parent)
+        except BaseException:
+            self._writer.close()
+            raise
 
     def add_scalar(self, tag: str, value, step: int) -> None:
         value = float(value)
         if not math.isnan(value):
             self._writer.write_event(self._event(summary=self._scalar(tag, value), step=int(step),
                                                  wall_time=time.time()))
+            if self._mirror is not None:
+                self._mirror.add_scalar(tag, value, int(step))
 
     def flush(self) -> None:
         self._writer.flush()
+        if self._mirror is not None:
+            self._mirror.flush()
 
     def close(self) -> None:
         self._writer.close()
+        if self._mirror is not None:
+            self._mirror.close()
+            self._mirror = None
 
 
 def _csv_value(v):
@@ -273,6 +290,10 @@ class RunFolder:
                               f"restart the run from step 0.") from None
         if not isinstance(files[3], dict):
             raise FolderError(_corrupt_checkpoint_file(d / "loop.json", "not a JSON object"))
+        if "format" not in files[3] and "env_steps" not in files[3]:
+            # Every layout wrote env_steps (older ones without a format number), so this is damage, not age.
+            raise FolderError(f"{d / 'loop.json'} is empty or incomplete (it holds none of the checkpoint's "
+                              f"fields); delete {d} and --resume to restart the run from step 0.")
         return files
 
 
