@@ -19,7 +19,8 @@ knowing departures: the cosine schedule of the paper's text (the code runs a lin
 with schedule="linear", linear_scale=0.8), and evaluation of the latest policy rather than the code's per-seed
 best evaluation. The `cpu` preset departs on purpose, chosen by measurement on DeepMind Control (benchmarks/sdac):
 truncated reverse draws, a fixed temperature on unscaled Q separate from the exploration noise (none: one policy
-sample per action), one critic and one policy update per env step, short chains and few draws.
+sample per action, finished by gradient ascent on Q), one critic and one policy update per env step, short chains
+and few draws.
 """
 
 from __future__ import annotations
@@ -354,7 +355,8 @@ SPEC = AlgoSpec(
     name="sdac",
     config_cls=SDACConfig,
     make=make,
-    evaluation="best of eval_candidates (default: num_candidates) EMA-policy samples under the critic, without "
-               "exploration noise (the chains themselves are random).",
+    evaluation="best of eval_candidates (default: num_candidates) EMA-policy samples under the critic (their chains "
+               "run with eval_noise_scale), finished by action_ascent_steps of ascent on Q, without exploration "
+               "noise.",
     description="Soft Diffusion Actor-Critic: VP diffusion policy trained with reverse-sampling score matching.",
 )
