@@ -265,7 +265,9 @@ def killed_sweep(tmp_path_factory):
 
 def test_local_sweep_killed_then_rerun_finishes_and_a_third_run_does_nothing(killed_sweep, capsys):
     out, after_kill, second = killed_sweep
-    assert "Interrupted at step" in after_kill["logs"]  # a run saw the sweep die, saved a checkpoint and stopped
+    # a run saw the sweep die and stopped: with a checkpoint saved, or (killed while still starting) before its first
+    # step; the resumed run below shows that a checkpoint was kept
+    assert "Interrupted at step" in after_kill["logs"] or "boltzrl: interrupted" in after_kill["logs"]
     assert after_kill["complete"] < 4
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resumed from step" in second.stdout
