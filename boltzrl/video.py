@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -85,15 +84,14 @@ class FrameRecorder(gym.Wrapper):
 
 def recording_vec_env(env_id: str, num_envs: int, seed: int, record: int) -> gym.vector.SyncVectorEnv:
     """`make_vec_env(env_id, num_envs, seed)` whose first `record` sub-envs render and keep their frames."""
-    from boltzrl.envs import make_env
+    from boltzrl.envs import make_env, make_vec_env
 
-    def recorded(i):
-        return FrameRecorder(make_env(env_id, seed + i, render_mode="rgb_array"), env_id)
+    def build(i, env_seed):
+        if i >= record:
+            return make_env(env_id, env_seed)
+        return FrameRecorder(make_env(env_id, env_seed, render_mode="rgb_array"), env_id)
 
-    fns = [partial(recorded, i) if i < record else partial(make_env, env_id, seed + i) for i in range(num_envs)]
-    envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    envs.action_space.seed(seed)
-    return envs
+    return make_vec_env(env_id, num_envs, seed, env_fn=build)
 
 
 def write_mp4(path: str | Path, frames: list[np.ndarray], fps: float) -> Path:

@@ -130,6 +130,7 @@ def make_vec_env(
     num_envs: int,
     seed: int | None,
     autoreset_same_step: bool = True,
+    env_fn: Callable[[int, int | None], gym.Env] | None = None,
     **kwargs: Any,
 ) -> SyncVectorEnv:
     """`num_envs` copies of `make_env(env_id, seed + i, **kwargs)` in a SyncVectorEnv.
@@ -140,11 +141,14 @@ def make_vec_env(
     mask `infos["_final_obs"]`, and that step's own info dict is `infos["final_info"]` (mask
     `infos["_final_info"]`). Otherwise Gymnasium's NEXT_STEP mode is used: the step after an episode end
     returns a reset observation with reward 0, which must not be stored as a transition.
-    The vector action space is seeded with `seed`.
+    The vector action space is seeded with `seed`. `env_fn(i, seed_i)`, when given, builds sub-env i instead of
+    `make_env` (e.g. one that renders).
     """
-    env_fns = [
-        functools.partial(make_env, env_id, None if seed is None else seed + i, **kwargs) for i in range(num_envs)
-    ]
+    seeds = [None if seed is None else seed + i for i in range(num_envs)]
+    if env_fn is None:  # partials of make_env pickle, so training envs can be snapshotted
+        env_fns = [functools.partial(make_env, env_id, env_seed, **kwargs) for env_seed in seeds]
+    else:
+        env_fns = [functools.partial(env_fn, i, env_seed) for i, env_seed in enumerate(seeds)]
     mode = AutoresetMode.SAME_STEP if autoreset_same_step else AutoresetMode.NEXT_STEP
     vec_env = SyncVectorEnv(env_fns, autoreset_mode=mode)
     vec_env.action_space.seed(seed)
