@@ -130,8 +130,7 @@ def _read_config_file(path: str):
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from boltzrl.training.evaluate_run import evaluate_run
-    from boltzrl.training.run_folder import CHECKPOINT
+    from boltzrl.training.evaluate_run import evaluate_run, run_folder_of
     from boltzrl.video import VIDEO_EPISODES, require_writer
 
     parser = argparse.ArgumentParser(prog="boltzrl eval", description="Evaluate a run folder's latest checkpoint.")
@@ -151,8 +150,7 @@ def cmd_eval(argv: list[str]) -> int:
             require_writer()
         except ImportError as exc:
             raise UserError(str(exc)) from None
-        run = Path(args.run)
-        video_dir = args.video_dir or (run.parent if run.name == CHECKPOINT else run) / "videos"
+        video_dir = args.video_dir or run_folder_of(args.run).path / "videos"
     result = evaluate_run(args.run, args.episodes, args.seed, video_dir=video_dir)
     print(f"eval return {result['eval_return']:.2f} ± {result['eval_return_std']:.2f} over {args.episodes} episodes "
           f"(mean length {result['eval_length']:.0f})")

@@ -13,14 +13,15 @@ from boltzrl.training import config_from_dict
 from boltzrl.training.run_folder import CHECKPOINT, RunFolder
 
 
-def _run_folder(run: str | Path) -> RunFolder:
+def run_folder_of(run: str | Path) -> RunFolder:
+    """The RunFolder of a run folder or of its checkpoint folder."""
     path = Path(run)
     return RunFolder(path.parent if path.name == CHECKPOINT else path)
 
 
 def load_agent(run: str | Path):
     """(agent, state, train config) restored from a run folder or its checkpoint folder."""
-    folder = _run_folder(run)
+    folder = run_folder_of(run)
     if not folder.has_run():
         raise FileNotFoundError(f"{run} is not a run folder (no config.json).")
     agent_file = folder.checkpoint_dir / "agent.msgpack"
@@ -58,7 +59,7 @@ def evaluate_run(run: str | Path, episodes: int = 10, seed: int = 0,
     try:
         result = evaluator.run(agent, state, jax.random.PRNGKey(seed), eval_index=0, out_dir=None)
         if record:
-            step = _run_folder(run).checkpoint_step()
+            step = run_folder_of(run).checkpoint_step()
             fps = evaluator.fps or video.DEFAULT_FPS
             result["videos"] = [str(video.write_mp4(Path(video_dir) / f"step{step}-seed{seed}-episode{i}.mp4",
                                                     frames, fps))
