@@ -4,6 +4,8 @@ import csv
 import dataclasses
 import os
 import signal
+import struct
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -95,3 +97,21 @@ def interruptible():
     yield helper
     for name in helper.names:
         ALGOS.pop(name)
+
+
+def tensorboard_points(tb: Path) -> dict[str, set[int]]:
+    """tag → steps of the scalars in the event files (TFRecord framing: length, crc, event, crc)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    points: dict[str, set[int]] = {}
+    for path in tb.iterdir():
+        data, i = path.read_bytes(), 0
+        while i + 12 <= len(data):
+            (n,) = struct.unpack("Q", data[i:i + 8])
+            if i + 16 + n > len(data):
+                break  # a record cut by the kill
+            event = Event.FromString(data[i + 12:i + 12 + n])
+            for value in event.summary.value:
+                points.setdefault(value.tag, set()).add(event.step)
+            i += 16 + n
+    return points

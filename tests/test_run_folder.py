@@ -11,7 +11,6 @@ import math
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ from boltzrl.envs import register_env, registered_envs
 from boltzrl.training import Diverged, TrainConfig, train
 from boltzrl.training.config import check_field_ranges
 from boltzrl.training.run_folder import LOCK_NAME
+
+from conftest import tensorboard_points
 
 TESTS = Path(__file__).resolve().parent
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -165,24 +166,6 @@ def test_resume_without_a_checkpoint_restarts_cleanly_and_never_duplicates_rows(
 
 
 # 3 and 4. the lock, and TensorBoard after a kill ------------------------------------------------------------------
-def _tensorboard_points(tb: Path) -> dict[str, set[int]]:
-    """tag → steps of the scalars in the event files (TFRecord framing: length, crc, event, crc)."""
-    from tensorboardX.proto.event_pb2 import Event
-
-    points: dict[str, set[int]] = {}
-    for path in tb.iterdir():
-        data, i = path.read_bytes(), 0
-        while i + 12 <= len(data):
-            (n,) = struct.unpack("Q", data[i:i + 8])
-            if i + 16 + n > len(data):
-                break  # a record cut by the kill
-            event = Event.FromString(data[i + 12:i + 12 + n])
-            for value in event.summary.value:
-                points.setdefault(value.tag, set()).add(event.step)
-            i += 16 + n
-    return points
-
-
 def _checkpoint_step(run: Path) -> int:
     for name in ("checkpoint", "checkpoint.old"):  # .old: killed between the two renames of a checkpoint swap
         if (run / name / "loop.json").exists():
@@ -211,7 +194,7 @@ def test_one_process_trains_a_folder_and_a_kill_loses_no_tensorboard_point_and_l
         proc.wait()
 
     step = _checkpoint_step(out)
-    points = _tensorboard_points(out / "tb")
+    points = tensorboard_points(out / "tb")
     assert step >= 200
     assert set(range(50, step + 1, 50)) <= points.get("train/update_step", set()), "train points lost by the kill"
     assert set(range(100, step + 1, 100)) <= points.get("eval/eval_return", set()), "eval points lost by the kill"

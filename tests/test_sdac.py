@@ -95,6 +95,30 @@ def test_action_ascent_raises_the_critics_value_of_every_action_and_stays_in_the
         assert float(jnp.mean(q(after) > q(before))) > 0.9
 
 
+def test_target_ascent_raises_the_td_targets_next_action_value(monkeypatch):
+    """With target_ascent_steps the TD target values the ascended next action, as the agent acts, not the raw
+    policy sample: the target critics' min Q of the next actions rises."""
+    import boltzrl.agents.sdac as sdac
+
+    critic = nets.Critics(2, TINY["critic_hidden"], "mish")
+
+    def recording_update(critic_net, opt, state, batch, next_action, *args, **kwargs):
+        state_after, info = critic_update(critic_net, opt, state, batch, next_action, *args, **kwargs)
+        next_q = critic.apply(state.target_critic, batch.next_obs, next_action).min(0).mean()
+        return state_after, {**info, "next_q": next_q}
+
+    critic_update = sdac.critic_update
+    monkeypatch.setattr(sdac, "critic_update", recording_update)
+    spec = get_algo("sdac")
+    base = dict(TINY, num_candidates=1, noise_scale=0.0, autotune_alpha=False, action_ascent_lr=0.1)
+    plain, ascended = (spec.make(spec.config(None, **base, target_ascent_steps=steps), 3, 2) for steps in (0, 5))
+    state, batches = plain.init(jax.random.PRNGKey(0)), make_batches(1, 64)
+    next_q = [float(agent.update(state, batches, jax.random.PRNGKey(1))[1]["next_q"]) for agent in (plain, ascended)]
+    assert next_q[1] > next_q[0]
+    with pytest.raises(ValueError, match="target_ascent_steps must be non-negative"):
+        SDACConfig(target_ascent_steps=-1)
+
+
 def test_bad_proposal_is_rejected():
     with pytest.raises(ValueError, match="proposal must be one of"):
         SDACConfig(proposal="gaussian")

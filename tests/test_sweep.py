@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from boltzrl.agents import get_algo
 from boltzrl.sweep.cli import Tally, main
 from boltzrl.sweep.grid import build_grid, mismatch, prepare, run_state
 from boltzrl.sweep.local import core_slots
+from boltzrl.training import TrainConfig
+from conftest import tensorboard_points
 
 TINY = ["actor_hidden=16x16", "critic_hidden=16x16", "warmup_steps=100", "batch_size=32", "eval_every=200",
         "eval_episodes=1", "log_every=100", "checkpoint_every=100"]
@@ -295,6 +298,20 @@ def test_vmapped_seeds_match_their_separate_runs(killed_sweep, tmp_path):
         assert [s for s, _ in vm] == [s for s, _ in sep] == [200, 400]
         assert [r for _, r in vm] == pytest.approx([r for _, r in sep], rel=1e-3)
     assert _eval_curve(tmp_path / "seed0") != _eval_curve(tmp_path / "seed1")
+    for seed in (0, 1):  # TensorBoard has every seed's evaluations, as a separate run's does
+        assert tensorboard_points(tmp_path / f"seed{seed}" / "tb")["eval/eval_return"] == {200, 400}
+
+
+def test_vmapped_seeds_refuse_a_folder_another_process_trains(tmp_path):
+    from boltzrl.sweep.vmapped import train_vmapped
+    from boltzrl.training.run_folder import FolderError, RunFolder
+
+    spec = get_algo("sac")
+    cfg = TrainConfig(env="Pendulum-v1", steps=100, warmup_steps=50, batch_size=16, eval_every=100, eval_episodes=1)
+    with RunFolder(tmp_path / "seed1").lock():
+        with pytest.raises(FolderError, match="is being trained by process"):
+            train_vmapped("sac", spec.config(None), cfg, [0, 1], [tmp_path / "seed0", tmp_path / "seed1"])
+    assert not (tmp_path / "seed1" / "config.json").exists() and not (tmp_path / "seed0" / "config.json").exists()
 
 
 def test_ray_sweep_on_a_local_instance(tmp_path, monkeypatch):

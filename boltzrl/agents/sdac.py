@@ -71,6 +71,10 @@ class SDACConfig:
     draws can; the gradient resolves it everywhere."""
     action_ascent_lr: float = 0.03
     """Adam learning rate of the action ascent: the most an action coordinate moves per step."""
+    target_ascent_steps: int = 0
+    """Adam steps of the same ascent (on the target critics) that refine the TD target's next action; 0 uses the
+    policy's sample. Without it the critic learns the value of "the ascended action now, the raw policy after" and
+    under-values what the agent does."""
     eval_noise_scale: float = 1.0
     """Scale of the chain's noise (its start and every step) for the evaluation action: 1 samples the policy, 0 runs
     the chain deterministically (a mode-seeking action, as SAC evaluates its mean action)."""
@@ -164,7 +168,7 @@ class SDACConfig:
                 raise ValueError(f"{name} must be 0 (same as num_candidates) or positive, got {getattr(self, name)}.")
         if not 0 < self.edm_sigma_min < self.edm_sigma_max or self.edm_rho <= 0:
             raise ValueError("the edm schedule needs 0 < edm_sigma_min < edm_sigma_max and edm_rho > 0.")
-        for name in ("action_ascent_steps", "action_ascent_lr", "eval_noise_scale"):
+        for name in ("action_ascent_steps", "target_ascent_steps", "action_ascent_lr", "eval_noise_scale"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}.")
         for name in ("energy_scale", "init_alpha", "temperature_lr"):
@@ -240,11 +244,11 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
             steps=jnp.zeros((), jnp.int32),
         )
 
-    def refine(critic, obs, action):
-        if not config.action_ascent_steps:
+    def refine(critic, obs, action, steps=config.action_ascent_steps):
+        if not steps:
             return action
         q_fn = lambda o, a: critic_net.apply(critic, o, a)
-        return action_ascent(q_fn, obs, action, config.action_ascent_steps, config.action_ascent_lr, 0.0)[0]
+        return action_ascent(q_fn, obs, action, steps, config.action_ascent_lr, 0.0)[0]
 
     @counted_jit(static_argnames="deterministic")
     def act(state: SDACState, obs, key, deterministic: bool = False):
@@ -312,8 +316,10 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
 
     def step(state: SDACState, batch, key):
         k_next, k_noise, k_pi = jax.random.split(key, 3)
-        next_action = noisy(best_of_n(state.ema_policy, state.target_critic, batch.next_obs, k_next,
-                                      config.target_candidates or config.num_candidates), state.log_alpha, k_noise)
+        next_action = best_of_n(state.ema_policy, state.target_critic, batch.next_obs, k_next,
+                                config.target_candidates or config.num_candidates)
+        next_action = refine(state.target_critic, batch.next_obs, next_action, config.target_ascent_steps)
+        next_action = noisy(next_action, state.log_alpha, k_noise)
         # the targets move with the (delayed) policy, as in the SDAC code
         state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma,
                                     reward_scale=config.reward_scale)

@@ -4,7 +4,7 @@ The agent's state is a pytree, so S seeds are one state with a leading seed axis
 `jax.vmap(agent.act)` and `jax.vmap(agent.update)` each make one compiled call for all seeds. Each seed keeps its
 own environment, replay buffer, NumPy RNG and PRNG key; evaluation runs each seed's policy on its own
 evaluation envs, as `boltzrl train` does. Every seed gets a normal run folder (config.json, eval.csv, train.csv,
-summary.json) that `boltzrl report` reads.
+TensorBoard events, summary.json) that `boltzrl report` reads, locked against other processes while it trains.
 
 Each seed draws its random numbers exactly as `boltzrl train --seed S --num-envs 1` does, so a seed's run matches
 its separate-process run up to the rounding differences of batched kernels. Limits, by design of a small loop:
@@ -16,6 +16,7 @@ one training env per seed and no checkpoints (a killed run starts over).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import time
@@ -33,7 +34,7 @@ from boltzrl.training.loop_state import ACT_STREAM, INIT_STREAM, UPDATE_STREAM, 
 from boltzrl.training.evaluation import Evaluator
 from boltzrl.training.offpolicy import real_next_obs
 from boltzrl.training.replay import ReplayBuffer
-from boltzrl.training.run_folder import RunFolder, write_json
+from boltzrl.training.run_folder import RunFolder, TensorBoardLog, write_json
 
 
 def _seed_envs(env_id: str, seeds: list[int]):
@@ -61,82 +62,86 @@ def train_vmapped(algo: str, agent_cfg, cfg: TrainConfig, seeds: list[int], outs
     spec = get_algo(algo)
     if spec.on_policy:
         raise ValueError(f"{algo} is on-policy; the vmapped loop trains off-policy agents.")
-    folders = [RunFolder(o) for o in outs]
-    for folder in folders:
-        if folder.has_run():
-            raise FileExistsError(f"{folder.path} already holds a run; choose another --out.")
-    envs = _seed_envs(cfg.env, seeds)
-    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-    agent = spec.make(agent_cfg, obs_dim, act_dim)
+    with contextlib.ExitStack() as held:
+        folders = [RunFolder(o) for o in outs]
+        for folder in folders:
+            held.enter_context(folder.lock())  # refuses a folder another process trains
+            if folder.has_run():
+                raise FileExistsError(f"{folder.path} already holds a run; choose another --out.")
+        envs = _seed_envs(cfg.env, seeds)
+        obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+        agent = spec.make(agent_cfg, obs_dim, act_dim)
 
-    init = jax.jit(jax.vmap(agent.init))
-    act = jax.jit(jax.vmap(lambda state, obs, key: agent.act(state, obs[None], key, deterministic=False)[0][0]))
-    update = jax.jit(jax.vmap(agent.update))
+        init = jax.jit(jax.vmap(agent.init))
+        act = jax.jit(jax.vmap(lambda state, obs, key: agent.act(state, obs[None], key, deterministic=False)[0][0]))
+        update = jax.jit(jax.vmap(agent.update))
 
-    states = init(_keys(seeds, INIT_STREAM, 0))
-    rngs = [np.random.default_rng(s) for s in seeds]
-    buffers = [ReplayBuffer(cfg.buffer_size, obs_dim, act_dim) for _ in seeds]
-    evaluators = [Evaluator(cfg.env, cfg.eval_episodes, s) for s in seeds]
-    records = []
-    for folder, seed in zip(folders, seeds):
-        seed_cfg = dataclasses.replace(cfg, seed=seed)
-        folder.create()
-        write_json(folder.config_path, run_config_dict(algo, preset, agent_cfg, seed_cfg))
-        records.append(RunRecord(folder, spec.name, seed_cfg, LoopState.fresh(seed_cfg),
-                                 extra_summary={"seeds_in_process": len(seeds)}))
-    loop = records[0].loop  # the counters every seed shares
+        states = init(_keys(seeds, INIT_STREAM, 0))
+        rngs = [np.random.default_rng(s) for s in seeds]
+        buffers = [ReplayBuffer(cfg.buffer_size, obs_dim, act_dim) for _ in seeds]
+        evaluators = [Evaluator(cfg.env, cfg.eval_episodes, s) for s in seeds]
+        records = []
+        for folder, seed in zip(folders, seeds):
+            seed_cfg = dataclasses.replace(cfg, seed=seed)
+            folder.create()
+            write_json(folder.config_path, run_config_dict(algo, preset, agent_cfg, seed_cfg))
+            writer = TensorBoardLog(folder.path / "tb")  # after config.json, which may name a W&B project
+            held.callback(writer.close)
+            records.append(RunRecord(folder, spec.name, seed_cfg, LoopState.fresh(seed_cfg), writer,
+                                     extra_summary={"seeds_in_process": len(seeds)}))
+        loop = records[0].loop  # the counters every seed shares
 
-    obs, _ = envs.reset(seed=list(seeds))
-    start = time.perf_counter()
+        obs, _ = envs.reset(seed=list(seeds))
+        start = time.perf_counter()
 
-    def advance(record: RunRecord, reward, done):
-        record.loop.record_rewards(reward, done)
-        if record.loop is not loop:
-            record.loop.env_steps, record.loop.iterations = loop.env_steps, loop.iterations
-            record.loop.update_steps, record.loop.wall_time_s = loop.update_steps, loop.wall_time_s
+        def advance(record: RunRecord, reward, done):
+            record.loop.record_rewards(reward, done)
+            if record.loop is not loop:
+                record.loop.env_steps, record.loop.iterations = loop.env_steps, loop.iterations
+                record.loop.update_steps, record.loop.wall_time_s = loop.update_steps, loop.wall_time_s
 
-    while loop.env_steps < cfg.steps:
-        if loop.env_steps < cfg.warmup_steps:
-            actions = np.stack([r.uniform(-1.0, 1.0, act_dim) for r in rngs]).astype(np.float32)
-        else:
-            actions = np.asarray(act(states, jnp.asarray(obs), _keys(seeds, ACT_STREAM, loop.env_steps)))
-        next_obs, reward, terminated, truncated, infos = envs.step(actions)
-        done = np.logical_or(terminated, truncated)
-        real_next = real_next_obs(next_obs, done, infos)
-        for i, buffer in enumerate(buffers):
-            buffer.add(obs[i:i + 1], actions[i:i + 1], reward[i:i + 1], real_next[i:i + 1], terminated[i:i + 1])
-        obs = next_obs
-        loop.env_steps += 1
-        loop.iterations += 1
-        loop.wall_time_s = time.perf_counter() - start
+        while loop.env_steps < cfg.steps:
+            if loop.env_steps < cfg.warmup_steps:
+                actions = np.stack([r.uniform(-1.0, 1.0, act_dim) for r in rngs]).astype(np.float32)
+            else:
+                actions = np.asarray(act(states, jnp.asarray(obs), _keys(seeds, ACT_STREAM, loop.env_steps)))
+            next_obs, reward, terminated, truncated, infos = envs.step(actions)
+            done = np.logical_or(terminated, truncated)
+            real_next = real_next_obs(next_obs, done, infos)
+            for i, buffer in enumerate(buffers):
+                buffer.add(obs[i:i + 1], actions[i:i + 1], reward[i:i + 1], real_next[i:i + 1], terminated[i:i + 1])
+            obs = next_obs
+            loop.env_steps += 1
+            loop.iterations += 1
+            loop.wall_time_s = time.perf_counter() - start
 
-        info, n = None, 0
-        if loop.env_steps >= cfg.warmup_steps and buffers[0].size >= cfg.batch_size:
-            loop.update_credit += cfg.utd
-            if loop.env_steps % cfg.update_every == 0 and loop.update_credit >= 1.0:
-                n = int(loop.update_credit)
-                loop.update_credit -= n
-                samples = [b.sample(r, n, cfg.batch_size) for b, r in zip(buffers, rngs)]
-                batches = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *samples)
-                states, info = update(states, batches, _keys(seeds, UPDATE_STREAM, loop.env_steps))
-                info = jax.device_get(info)
-                loop.update_steps += n
-        for i, record in enumerate(records):
-            advance(record, reward[i:i + 1], done[i:i + 1])
-            if info is not None:
-                record.accumulate(_slice(info, i), n)
-        if loop.env_steps % cfg.log_every == 0:
-            for record in records:
-                record.log(loop.env_steps / loop.wall_time_s)
-        if loop.env_steps % cfg.eval_every == 0 or loop.env_steps == cfg.steps:
-            for i, (record, evaluator) in enumerate(zip(records, evaluators)):
-                record.evaluate(evaluator, agent, _slice(states, i))
+            info, n = None, 0
+            if loop.env_steps >= cfg.warmup_steps and buffers[0].size >= cfg.batch_size:
+                loop.update_credit += cfg.utd
+                if loop.env_steps % cfg.update_every == 0 and loop.update_credit >= 1.0:
+                    n = int(loop.update_credit)
+                    loop.update_credit -= n
+                    samples = [b.sample(r, n, cfg.batch_size) for b, r in zip(buffers, rngs)]
+                    batches = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *samples)
+                    states, info = update(states, batches, _keys(seeds, UPDATE_STREAM, loop.env_steps))
+                    info = jax.device_get(info)
+                    loop.update_steps += n
+            for i, record in enumerate(records):
+                advance(record, reward[i:i + 1], done[i:i + 1])
+                if info is not None:
+                    record.accumulate(_slice(info, i), n)
+            if loop.env_steps % cfg.log_every == 0:
+                for record in records:
+                    record.log(loop.env_steps / loop.wall_time_s)
+            if loop.env_steps % cfg.eval_every == 0 or loop.env_steps == cfg.steps:
+                for i, (record, evaluator) in enumerate(zip(records, evaluators)):
+                    record.evaluate(evaluator, agent, _slice(states, i))
 
-    summaries = [record.summary(complete=True) for record in records]
-    envs.close()
-    for evaluator in evaluators:
-        evaluator.close()
-    return summaries
+        summaries = [record.summary(complete=True) for record in records]
+        envs.close()
+        for evaluator in evaluators:
+            evaluator.close()
+        return summaries
 
 
 def main(argv: list[str] | None = None) -> int:
