@@ -138,11 +138,12 @@ def test_interrupted_run_resumes_exactly(tmp_path, interruptible, algo):
 
 @pytest.mark.slow
 def test_dipo_cpu_preset_learns_pendulum(tmp_path):
-    """The cpu preset (no write-back) at 6k steps, seed 0, 10 evaluation episodes: measured −283. A policy that does
-    not learn scores about −1300; SAC's suite threshold is −250 at 10k steps."""
+    """The cpu preset (no write-back) learns Pendulum, slowly and unevenly across seeds. Measured (10 evaluation
+    episodes at 1k…6k steps): seed 0 −1580, −1491, −1096, −907, −612, −278; seed 1 −1303, −1591, −1061, −827, −599,
+    −777. A policy that does not learn scores about −1300; the threshold at 5k sits 200 below both seeds."""
     spec = get_algo("dipo")
     preset = spec.preset("cpu")
-    cfg = TrainConfig(**{**preset.train, "env": "Pendulum-v1", "steps": 6_000, "warmup_steps": 1_000,
-                         "eval_every": 6_000, "eval_episodes": 10, "checkpoint_every": 0})
+    cfg = TrainConfig(**{**preset.train, "env": "Pendulum-v1", "steps": 5_000, "warmup_steps": 1_000,
+                         "eval_every": 5_000, "eval_episodes": 10, "checkpoint_every": 0})
     summary = train("dipo", spec.config("cpu"), cfg, tmp_path / "run", verbose=False)
-    assert summary["final_eval_return"] >= -400, summary
+    assert summary["final_eval_return"] >= -800, summary

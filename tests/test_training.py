@@ -58,11 +58,18 @@ def _cli(out, *extra):
     return args + list(extra)
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+    """The CLI run every interrupted one is compared with (trained once for the module)."""
+    full = tmp_path_factory.mktemp("uninterrupted") / "full"
+    subprocess.run(_cli(full), check=True, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True)
+    return full
+
+
 @pytest.mark.parametrize("how", ["sigint", "sigkill"])
-def test_interrupted_run_resumes_exactly(tmp_path, how):
+def test_interrupted_run_resumes_exactly(tmp_path, how, uninterrupted_run):
     """A run stopped half-way (Ctrl-C, or killed outright) and resumed ends exactly like an uninterrupted one."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    subprocess.run(_cli(tmp_path / "full"), check=True, env=env, capture_output=True)
 
     proc = subprocess.Popen(_cli(tmp_path / "cut"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     marker = tmp_path / "cut" / "checkpoint" / "loop.json"
@@ -76,7 +83,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, how):
     assert not (tmp_path / "cut" / "summary.json").exists() or "true" not in (tmp_path / "cut/summary.json").read_text()
 
     subprocess.run(_cli(tmp_path / "cut", "--resume"), check=True, env=env, capture_output=True)
-    assert _eval_curve(tmp_path / "cut") == _eval_curve(tmp_path / "full")
-    assert _train_columns(tmp_path / "cut") == _train_columns(tmp_path / "full")
-    full = (tmp_path / "full/checkpoint/agent.msgpack").read_bytes()
+    assert _eval_curve(tmp_path / "cut") == _eval_curve(uninterrupted_run)
+    assert _train_columns(tmp_path / "cut") == _train_columns(uninterrupted_run)
+    full = (uninterrupted_run / "checkpoint/agent.msgpack").read_bytes()
     assert (tmp_path / "cut/checkpoint/agent.msgpack").read_bytes() == full
