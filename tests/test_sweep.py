@@ -62,6 +62,8 @@ def test_set_values_are_read_by_the_train_parser(tmp_path):
     (["alpha_every=3"], "option of sdac only"),
     (["gamma=high"], "cannot read 'high' as float"),
     (["critic_hidden"], "expects key=value"),
+    (["actor_lr=3e-4,-1e-3"], "learning rate and must be non-negative"),
+    (["gamma=2"], "must be in \\[0, 1\\]"),
 ])
 def test_bad_set_values_fail_before_anything_runs(tmp_path, sets, message):
     algos = ["sac", "sdac"] if "alpha_every" in sets[0] else ["sac"]

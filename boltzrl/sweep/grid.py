@@ -118,6 +118,7 @@ def build_grid(algos: list[str], envs: list[str], seeds: list[int], steps: int, 
     from boltzrl import options
     from boltzrl.agents import get_algo
     from boltzrl.training import TrainConfig
+    from boltzrl.training.config import check_field_ranges
 
     if steps <= 0:
         raise ValueError(f"--steps must be positive, got {steps}.")
@@ -159,6 +160,7 @@ def build_grid(algos: list[str], envs: list[str], seeds: list[int], steps: int, 
             train_over = {k: v for k, v in overrides if k in train_types}
             agent_over = {k: v for k, v in overrides if k not in train_types}
             agent_cfg = spec.config(preset, **agent_over)
+            check_field_ranges(agent_cfg)  # refused before any run starts, not in each run
             train_cfg = TrainConfig(**{**(preset_obj.train if preset_obj else {}), **train_over,
                                        "env": env, "seed": seed, "steps": steps})
             train_cfg.validate()
