@@ -12,7 +12,8 @@ instead, like SAC's α, toward a target spread of the policy's own samples at a 
 is does not hinge on how much Q varies over actions on a given task. With action_ascent_steps every acting and
 evaluation action is finished by a few Adam steps of gradient ascent on min Q from the policy's sample (not in the
 paper): on DeepMind Control, Q varies over the action box by less than RSSM's M draws can resolve, and the policy
-alone cannot climb even a good critic (benchmarks/sdac, the fixed-critic probe).
+alone cannot climb even a good critic (benchmarks/sdac, the fixed-critic probe). target_ascent_steps finishes the
+TD target's next action the same way, so that the critic values the ascended behaviour rather than the raw policy.
 
 The presets live in boltzrl/data/presets.toml. The `paper` preset follows the paper and its camera-ready code;
 knowing departures: the cosine schedule of the paper's text (the code runs a linear one scaled by 0.8, selectable
