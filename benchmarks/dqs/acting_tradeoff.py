@@ -2,9 +2,10 @@
 number of chain steps N, the time grid and the step rule, on the same evaluation episodes.
 
 The score network is a function of continuous time, so one checkpoint can be sampled with any chain. For each
-chain: the return of the evaluation policy (noise-free, `eval_sampler` of the run) over `episodes` episodes with
-the same seeds, and the median milliseconds of one behaviour action (the exploring chain) and one evaluation
-action for a single state, as the training loop and an evaluation ask for them.
+chain: the return over `episodes` episodes with the same seeds of each evaluation sampler (euler: noise-free with
+the reverse-SDE drift, the default; ode: probability flow; sde: the exploring policy itself, as it acts in
+training), and the median milliseconds of one behaviour action (the exploring chain) and one evaluation action for
+a single state, as the training loop and an evaluation ask for them.
 
     python benchmarks/dqs/acting_tradeoff.py benchmarks/dqs/reacher_hard_auto 10 > benchmarks/dqs/acting_tradeoff.md
 """
@@ -22,6 +23,7 @@ from datetime import date
 import jax
 import numpy as np
 
+from boltzrl.agents.dqs import EVAL_SAMPLERS
 from boltzrl.training import config_from_dict
 from boltzrl.training.evaluate_run import load_agent
 from boltzrl.training.evaluation import Evaluator
@@ -50,21 +52,26 @@ def main():
     obs_dim = evaluator.envs.single_observation_space.shape[0]
     act_dim = evaluator.envs.single_action_space.shape[0]
     obs = np.zeros((1, obs_dim), np.float32)
-    print(f"<!-- {date.today()}, {platform.machine()} {os.cpu_count()} CPUs (this process on {len(os.sched_getaffinity(0))}), "
+    cores = len(os.sched_getaffinity(0))
+    print(f"<!-- {date.today()}, {platform.machine()} {os.cpu_count()} CPUs (this process on {cores}), "
           f"jax {jax.__version__} -->")
     print(f"Checkpoint of `{run}` ({train_cfg.env}) after {int(state.steps)} updates, trained with "
-          f"time_grid={agent_cfg.time_grid}, sampler_step={agent_cfg.sampler_step}, N={agent_cfg.denoising_steps}; "
-          f"evaluation sampler {agent_cfg.eval_sampler}; {episodes} evaluation episodes (seeds 123+), the same for "
-          "every chain.\n")
-    print("| time grid | step | N | return mean | return std | ms / behaviour action | ms / evaluation action |\n"
-          "|---|---|---|---|---|---|---|")
+          f"time_grid={agent_cfg.time_grid}, sampler_step={agent_cfg.sampler_step}, N={agent_cfg.denoising_steps} "
+          f"(evaluation sampler {agent_cfg.eval_sampler}); {episodes} evaluation episodes (seeds 123+), the same for "
+          "every chain and sampler.\n")
+    print("| time grid | step | N | " + " | ".join(f"return, {s} (± std)" for s in EVAL_SAMPLERS)
+          + " | ms / behaviour action | ms / evaluation action (euler) |\n" + "|---" * (len(EVAL_SAMPLERS) + 5) + "|")
     for grid, step, n in CHAINS:
-        config = dataclasses.replace(agent_cfg, time_grid=grid, sampler_step=step, denoising_steps=n)
-        agent = spec.make(config, obs_dim, act_dim)
-        result = evaluator.run(agent, state, jax.random.PRNGKey(0), eval_index=0)
-        behave, evaluate = ms_per_action(agent, state, obs, False), ms_per_action(agent, state, obs, True)
-        print(f"| {grid} | {step} | {n} | {result['eval_return']:.1f} | {result['eval_return_std']:.1f} "
-              f"| {behave:.2f} | {evaluate:.2f} |", flush=True)
+        returns = []
+        for sampler in EVAL_SAMPLERS:
+            config = dataclasses.replace(agent_cfg, time_grid=grid, sampler_step=step, denoising_steps=n,
+                                         eval_sampler=sampler)
+            agent = spec.make(config, obs_dim, act_dim)
+            result = evaluator.run(agent, state, jax.random.PRNGKey(0), eval_index=0)
+            returns.append(f"{result['eval_return']:.1f} (± {result['eval_return_std']:.1f})")
+            if sampler == "euler":
+                behave, evaluate = ms_per_action(agent, state, obs, False), ms_per_action(agent, state, obs, True)
+        print(f"| {grid} | {step} | {n} | " + " | ".join(returns) + f" | {behave:.2f} | {evaluate:.2f} |", flush=True)
     evaluator.close()
 
 

@@ -33,8 +33,9 @@ def main():
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument("--states", type=int, default=512)
     args = parser.parse_args()
-    print(f"| run (env step of the checkpoint) | mean min-Q | within-state spread of Q | temperature {args.temperature} "
-          "in spread units | ESS of softmax(Q/temperature) over 16 uniform actions |\n|---|---|---|---|---|")
+    print(f"| run (env step of the checkpoint) | mean min-Q | within-state spread of Q | temperature "
+          f"{args.temperature} in spread units | ESS of softmax(Q/temperature) over 16 uniform actions |\n"
+          "|---|---|---|---|---|")
     key_64, key_16 = jax.random.split(jax.random.PRNGKey(0))
     for run in args.runs:
         _, state, _ = load_agent(run)
