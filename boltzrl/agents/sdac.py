@@ -20,8 +20,8 @@ knowing departures: the cosine schedule of the paper's text (the code runs a lin
 with schedule="linear", linear_scale=0.8), and evaluation of the latest policy rather than the code's per-seed
 best evaluation. The `cpu` preset departs on purpose, chosen by measurement on DeepMind Control (benchmarks/sdac):
 truncated reverse draws, a fixed temperature on unscaled Q separate from the exploration noise (none: one policy
-sample per action, finished by gradient ascent on Q), one critic and one policy update per env step, short chains
-and few draws.
+sample per action, finished by gradient ascent on Q, and the TD target's next action likewise), one critic and one
+policy update per env step, short chains and few draws.
 """
 
 from __future__ import annotations
