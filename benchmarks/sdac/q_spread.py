@@ -39,7 +39,7 @@ def main():
     key_64, key_16 = jax.random.split(jax.random.PRNGKey(0))
     for run in args.runs:
         _, state, _ = load_agent(run)
-        spec, agent_cfg, _ = config_from_dict(read_json(RunFolder(run).config_path))
+        _, agent_cfg, _ = config_from_dict(read_json(RunFolder(run).config_path))
         critic_net = nets.Critics(2, agent_cfg.critic_hidden, agent_cfg.activation)
         with np.load(io.BytesIO((run / "checkpoint" / "replay.npz").read_bytes())) as archive:
             obs = archive["obs"][np.random.default_rng(0).integers(0, int(archive["size"]), args.states)]
