@@ -119,9 +119,11 @@ def test_target_ascent_raises_the_td_targets_next_action_value(monkeypatch):
         SDACConfig(target_ascent_steps=-1)
 
 
-def test_bad_proposal_is_rejected():
+def test_bad_proposal_and_state_counts_are_rejected():
     with pytest.raises(ValueError, match="proposal must be one of"):
         SDACConfig(proposal="gaussian")
+    with pytest.raises(ValueError, match="spread_states must be 0"):
+        SDACConfig(spread_states=-1)
 
 
 @pytest.mark.slow

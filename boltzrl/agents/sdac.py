@@ -98,6 +98,9 @@ class SDACConfig:
     over the batch: a Boltzmann policy whose temperature does not depend on the reward scale)."""
     spread_actions: int = 8
     """Uniform actions per state that measure Q's spread for q_normalization=action_spread."""
+    spread_states: int = 32
+    """States of the minibatch whose uniform actions measure that spread (0: all): one number for the whole batch,
+    so a few states estimate it well at a fraction of the critic evaluations."""
     energy_scale: float = 0.2
     """The RSSM temperature is energy_scale, times α when temperature_follows_alpha (the SDAC code divides Q by
     α/5)."""
@@ -162,8 +165,9 @@ class SDACConfig:
                      "spread_actions", "std_states", "std_samples"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
-        if self.policy_states < 0:
-            raise ValueError(f"policy_states must be 0 (the whole minibatch) or positive, got {self.policy_states}.")
+        if self.policy_states < 0 or self.spread_states < 0:
+            raise ValueError("policy_states and spread_states must be 0 (the whole minibatch) or positive, got "
+                             f"{self.policy_states} and {self.spread_states}.")
         for name in ("target_candidates", "eval_candidates"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (same as num_candidates) or positive, got {getattr(self, name)}.")
@@ -288,8 +292,10 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
         q = critic_net.apply(critic, obs_m, a0).min(0)
         reference = None
         if config.q_normalization == "action_spread":
-            uniform = jax.random.uniform(k_ref, (obs.shape[0], config.spread_actions, act_dim), minval=-1.0, maxval=1.0)
-            obs_k = jnp.broadcast_to(obs[:, None], uniform.shape[:2] + (obs_dim,))
+            obs_ref = obs[:config.spread_states] if config.spread_states else obs
+            uniform = jax.random.uniform(k_ref, (obs_ref.shape[0], config.spread_actions, act_dim), minval=-1.0,
+                                         maxval=1.0)
+            obs_k = jnp.broadcast_to(obs_ref[:, None], uniform.shape[:2] + (obs_dim,))
             reference = critic_net.apply(critic, obs_k, uniform).min(0)
         temperature = jnp.exp(state.log_temperature) * (jnp.exp(state.log_alpha) if config.temperature_follows_alpha else 1.0)
         weights = diffusion.rssm_weights(q, config.q_normalization, temperature, reference)
