@@ -8,6 +8,11 @@ training), and the median milliseconds of one behaviour action (the exploring ch
 a single state, as the training loop and an evaluation ask for them.
 
     python benchmarks/dqs/acting_tradeoff.py benchmarks/dqs/reacher_hard_auto 10 > benchmarks/dqs/acting_tradeoff.md
+
+A third argument `trained` keeps only the chain the checkpoint was trained with, to compare the evaluation samplers
+on many episodes:
+
+    python benchmarks/dqs/acting_tradeoff.py benchmarks/dqs/reacher_hard_auto 100 trained
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ def main():
     run, episodes = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 10
     _, state, train_cfg = load_agent(run)
     spec, agent_cfg, _ = config_from_dict(read_json(RunFolder(run).config_path))
+    chains = CHAINS
+    if sys.argv[3:] == ["trained"]:
+        chains = [(agent_cfg.time_grid, agent_cfg.sampler_step, agent_cfg.denoising_steps)]
+    elif sys.argv[3:]:
+        sys.exit(f"unknown option {sys.argv[3:]}; the only one is `trained`")
     evaluator = Evaluator(train_cfg.env, episodes, seed=123)
     obs_dim = evaluator.envs.single_observation_space.shape[0]
     act_dim = evaluator.envs.single_action_space.shape[0]
@@ -61,7 +71,7 @@ def main():
           "every chain and sampler.\n")
     print("| time grid | step | N | " + " | ".join(f"return, {s} (± std)" for s in EVAL_SAMPLERS)
           + " | ms / behaviour action | ms / evaluation action (euler) |\n" + "|---" * (len(EVAL_SAMPLERS) + 5) + "|")
-    for grid, step, n in CHAINS:
+    for grid, step, n in chains:
         returns = []
         for sampler in EVAL_SAMPLERS:
             config = dataclasses.replace(agent_cfg, time_grid=grid, sampler_step=step, denoising_steps=n,
