@@ -134,10 +134,10 @@ def test_dqs_with_automatic_temperature_learns_pendulum(tmp_path):
     fixed α here was 0.5 (the paper's DMC value 0.05 makes a far colder policy). Minibatches of 64 and one update
     per two env steps keep the test cheap; measured (10 evaluation episodes at 2k…10k steps): seed 0 −1284, −1457,
     −908, −295, −90; seed 1 −1310, −1602, −968, −280, −91; evaluated only at 10k, as here, seed 0 −139 (the
-    evaluation cadence changes the run). With one update per step: seed 0 −1322, −853, −214,
-    −241, −88; seed 1 −1289, −732, −684, −658, −87 (minibatches of 256, seed 0: −1322, −889, −208, −277, −88, with
-    α tuned from 0.1 up to 0.70 by 9k steps, i.e. to the hand-tuned value by itself). A policy that does not learn
-    scores about −1300."""
+    evaluation cadence changes the run). With one update per step: seed 0 −1322, −853, −214, −241, −88; seed 1
+    −1289, −732, −684, −658, −87 (minibatches of 256, seed 0: −1322, −889, −208, −277, −88, with α tuned from 0.1
+    up to 0.70 by 9k steps, i.e. to the hand-tuned value by itself). A policy that does not learn scores about
+    −1300."""
     spec = get_algo("dqs")
     cfg = TrainConfig(env="Pendulum-v1", steps=10_000, warmup_steps=2_000, batch_size=64, utd=0.5, eval_every=10_000,
                       eval_episodes=10, checkpoint_every=0, seed=0)

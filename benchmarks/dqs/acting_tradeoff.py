@@ -51,13 +51,12 @@ def ms_per_action(agent, state, obs, deterministic: bool, repeats: int = 200) ->
 
 def main():
     run, episodes = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    trained_only = sys.argv[3:] == ["trained"]
+    if sys.argv[3:] and not trained_only:
+        sys.exit(f"unknown option {sys.argv[3:]}; the only one is `trained`")
     _, state, train_cfg = load_agent(run)
     spec, agent_cfg, _ = config_from_dict(read_json(RunFolder(run).config_path))
-    chains = CHAINS
-    if sys.argv[3:] == ["trained"]:
-        chains = [(agent_cfg.time_grid, agent_cfg.sampler_step, agent_cfg.denoising_steps)]
-    elif sys.argv[3:]:
-        sys.exit(f"unknown option {sys.argv[3:]}; the only one is `trained`")
+    chains = [(agent_cfg.time_grid, agent_cfg.sampler_step, agent_cfg.denoising_steps)] if trained_only else CHAINS
     evaluator = Evaluator(train_cfg.env, episodes, seed=123)
     obs_dim = evaluator.envs.single_observation_space.shape[0]
     act_dim = evaluator.envs.single_action_space.shape[0]
