@@ -3,8 +3,10 @@
 import csv
 import dataclasses
 import os
+import shutil
 import signal
 import struct
+import tempfile
 from pathlib import Path
 
 import jax
@@ -14,6 +16,30 @@ import pytest
 from boltzrl.agents import ALGOS, get_algo, register_algo
 from boltzrl.agents.base import Agent, Batch, Rollout, random_batches
 from boltzrl.training import Interrupted, train
+
+
+_CACHE_ENV = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+def pytest_configure(config):
+    """One persistent compilation cache for the whole session, shared by the test workers and the training
+    processes that tests start: many tests build the same agent at the same shapes (a run and its resume, two
+    runs that must agree, the command line), and the cache compiles each program once. The first process to
+    configure (the controller when tests run in workers) makes the folder and removes it at the end."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        config._jax_cache = tempfile.mkdtemp(prefix="boltzrl-test-jax-cache-")
+        os.environ.update(JAX_COMPILATION_CACHE_DIR=config._jax_cache, **_CACHE_ENV)
+    # this process imported JAX before the variables were set
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", 1.0)))
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                      int(os.environ.get("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", 0)))
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_jax_cache", None):
+        shutil.rmtree(config._jax_cache, ignore_errors=True)
 
 
 def make_batches(n: int = 2, b: int = 16, obs_dim: int = 3, act_dim: int = 2, seed: int = 0) -> Batch:
