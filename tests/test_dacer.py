@@ -189,11 +189,12 @@ def test_cli_trains_the_cpu_preset_end_to_end_and_lists_both_agents(tmp_path):
 
 @pytest.mark.slow
 def test_dacer_cpu_preset_learns_pendulum(tmp_path):
-    """The cpu preset at 6k steps against SAC's suite threshold, −250; a policy that does not learn scores about
-    −1300 on Pendulum. Minibatches of 64 keep the test cheap: measured −131 and −154 (seeds 0, 1)."""
+    """The cpu preset at 5k steps against SAC's suite threshold, −250; a policy that does not learn scores about
+    −1300 on Pendulum. Minibatches of 64 keep the test cheap: measured −168 and −173 (seeds 0, 1; at 6k steps −131
+    and −154)."""
     spec = get_algo("dacer")
     preset = spec.preset("cpu")
-    cfg = TrainConfig(**{**preset.train, "env": "Pendulum-v1", "steps": 6_000, "warmup_steps": 1_000,
-                         "batch_size": 64, "eval_every": 6_000, "eval_episodes": 10, "checkpoint_every": 0})
+    cfg = TrainConfig(**{**preset.train, "env": "Pendulum-v1", "steps": 5_000, "warmup_steps": 1_000,
+                         "batch_size": 64, "eval_every": 5_000, "eval_episodes": 10, "checkpoint_every": 0})
     summary = train("dacer", spec.config("cpu"), cfg, tmp_path / "run", verbose=False)
     assert summary["final_eval_return"] >= -250, summary
