@@ -19,9 +19,10 @@ The presets live in boltzrl/data/presets.toml. The `paper` preset follows the pa
 knowing departures: the cosine schedule of the paper's text (the code runs a linear one scaled by 0.8, selectable
 with schedule="linear", linear_scale=0.8), and evaluation of the latest policy rather than the code's per-seed
 best evaluation. The `cpu` preset departs on purpose, chosen by measurement on DeepMind Control (benchmarks/sdac):
-truncated reverse draws, a fixed temperature on unscaled Q separate from the exploration noise (none: one policy
-sample per action, finished by gradient ascent on Q, and the TD target's next action likewise), one critic and one
-policy update per env step, short chains and few draws.
+truncated reverse draws, a fixed temperature in units of Q's within-state spread over the action box
+(q_normalization="action_spread": the same default holds whatever the reward scale) separate from the exploration
+noise (none: one policy sample per action, finished by gradient ascent on Q, and the TD target's next action
+likewise), one critic and one policy update per env step, short chains and few draws.
 """
 
 from __future__ import annotations
