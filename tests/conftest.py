@@ -26,15 +26,14 @@ def pytest_configure(config):
     processes that tests start: many tests build the same agent at the same shapes (a run and its resume, two
     runs that must agree, the command line), and the cache compiles each program once. The first process to
     configure (the controller when tests run in workers) makes the folder and removes it at the end."""
-    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-        config._jax_cache = tempfile.mkdtemp(prefix="boltzrl-test-jax-cache-")
-        os.environ.update(JAX_COMPILATION_CACHE_DIR=config._jax_cache, **_CACHE_ENV)
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return  # the user's own cache (or the controller's, in a worker): JAX read it at import
+    config._jax_cache = tempfile.mkdtemp(prefix="boltzrl-test-jax-cache-")
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=config._jax_cache, **_CACHE_ENV)  # for workers and subprocesses
     # this process imported JAX before the variables were set
-    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                      float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", 1.0)))
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes",
-                      int(os.environ.get("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", 0)))
+    jax.config.update("jax_compilation_cache_dir", config._jax_cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def pytest_unconfigure(config):

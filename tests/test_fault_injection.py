@@ -45,12 +45,11 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def _drive(out, kill_at: int, resume: bool, cache) -> int:
-    """Runs DRIVER (kill_at 0: never killed); its return code. The processes share a compilation cache, so only
-    the first one compiles the agent."""
+def _drive(out, kill_at: int, resume: bool) -> int:
+    """Runs DRIVER (kill_at 0: never killed); its return code. The processes inherit the test session's
+    compilation cache, so only the first one compiles the agent."""
     settings = {**SMALL, "hidden": HIDDEN, "hidden2": HIDDEN}
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", DRIVER, str(out), str(kill_at), "1" if resume else "0",
                            repr(settings)], env=env, capture_output=True, timeout=600)
     assert proc.returncode in (0, -9), proc.stderr.decode()[-2000:]
@@ -62,18 +61,18 @@ def test_repeated_sigkills_resume_to_the_uninterrupted_run(tmp_path):
     completes: the folder's logs and agent equal those of a run never interrupted. These points kill the first
     attempt before its first checkpoint (the resume restarts from step 0), the second after it and the third
     before the next one (two resumes from the same checkpoint)."""
-    full, cut, cache = tmp_path / "full", tmp_path / "cut", tmp_path / "jax-cache"
-    assert _drive(full, 0, resume=False, cache=cache) == 0
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert _drive(full, 0, resume=False) == 0
 
     # Updates start at step 100, one call per 2 steps, checkpoints every 200 steps; each process counts its own
     # calls from 1, so every one of these points kills its attempt.
     kill_points = np.random.default_rng(2024).integers(1, 150, size=3)
     checkpoints = []
     for attempt, kill_at in enumerate(kill_points):
-        assert _drive(cut, int(kill_at), attempt > 0, cache) == -9, f"attempt {attempt} was not killed"
+        assert _drive(cut, int(kill_at), attempt > 0) == -9, f"attempt {attempt} was not killed"
         checkpoints.append(RunFolder(cut).checkpoint_step())
     assert checkpoints == [None, 200, 200], checkpoints
-    assert _drive(cut, 0, resume=True, cache=cache) == 0
+    assert _drive(cut, 0, resume=True) == 0
 
     for name in ("train.csv", "eval.csv"):
         assert _logged(cut / name) == _logged(full / name), name
