@@ -49,10 +49,14 @@ def _full_xla_for_learning_tests(request):
     if request.node.get_closest_marker("slow") is None:
         yield
         return
+    # JAX's in-memory caches (eagerly run operations, shared functions) do not key programs by the flag: cleared on
+    # the way in and out, a learning test runs the same programs, and so the same numbers, as it does on its own
     saved = jax.config.read("jax_disable_most_optimizations")
+    jax.clear_caches()
     jax.config.update("jax_disable_most_optimizations", False)
     yield
     jax.config.update("jax_disable_most_optimizations", saved)
+    jax.clear_caches()
 
 
 def pytest_unconfigure(config):
