@@ -40,6 +40,17 @@ def pytest_configure(config):
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files with learning tests first, those with the most of them leading, then the rest, largest first: the
+    workers take one file at a time, so a long file started last would leave one of them idle while it finishes
+    (the addopts turn off xdist's own reordering, which sorts by the number of tests alone)."""
+    slow, size = {}, {}
+    for item in items:
+        slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+        size[item.path] = size.get(item.path, 0) + 1
+    items.sort(key=lambda item: (-slow[item.path], -size[item.path], str(item.path)))  # stable within a file
+
+
 @pytest.fixture(autouse=True)
 def _full_xla_for_learning_tests(request):
     """Most tests compile far more than they run, so the session turns XLA's expensive optimisations off (compiles
