@@ -143,9 +143,10 @@ def test_dipo_cpu_preset_learns_pendulum(tmp_path):
     −1591, −1061, −827, −599, −777. Minibatches of 64 keep the test cheap (2.7× fewer seconds per update): seed 0
     −1604, −1586, −994, −992, −733, −703; seed 1 −1359, −1451, −1053, −994, −731, −939. Evaluated only at the end,
     as here, 5k steps were too few to test on: −845, −995, −649 (seeds 0, 1, 2), where seed 0 had passed −800 on
-    a CPU of another make (runs diverge with the CPU's rounding), while 8k gives −407, −416, −385. A policy that does not learn scores about −1300; the threshold
-    sits about 200 below the three seeds and 700 above a policy that does not learn. (Writing the improved actions
-    back, as published, learned less here: −1666, −1050, −1355 at 5k.)"""
+    a CPU of another make (runs diverge with the CPU's rounding), while 8k gives −407, −416, −385. A policy that
+    does not learn scores about −1300; the threshold sits about 200 below the three seeds and 700 above a policy
+    that does not learn. (Writing the improved actions back, as published, learned less here: −1666, −1050, −1355
+    at 5k.)"""
     spec = get_algo("dipo")
     preset = spec.preset("cpu")
     cfg = TrainConfig(**{**preset.train, "env": "Pendulum-v1", "steps": 8_000, "warmup_steps": 1_000,
