@@ -10,7 +10,7 @@ import pytest
 
 from boltzrl import diffusion
 from boltzrl.agents import get_algo
-from boltzrl.agents.dqs import DQSAutoState, DQSConfig, DQSState, make, score_entropy, temperature
+from boltzrl.agents.dqs import DQSAutoState, DQSConfig, DQSState, entropy_target, make, score_entropy, temperature
 from boltzrl.diffusion import boltzmann_energy, log_tanh_jacobian, pre_tanh, score_matching_batch
 from boltzrl.training import TrainConfig, train
 from conftest import make_batches
@@ -186,6 +186,29 @@ def test_auto_alpha_cools_a_too_wide_policy_and_warms_a_too_narrow_one(target, d
     assert agent.update.traces == 1
 
 
+def test_annealed_entropy_target_moves_linearly_then_stays():
+    config = DQSConfig(alpha_schedule="auto", target_entropy_start_per_dim=0.5, target_entropy_per_dim=-1.0,
+                       target_entropy_horizon=40)
+    values = [float(entropy_target(config, 6, steps)) for steps in (0, 10, 40, 400)]
+    np.testing.assert_allclose(values, [3.0, 3.0 - 9.0 / 4, -6.0, -6.0], rtol=1e-6)
+    assert float(entropy_target(DQSConfig(target_entropy_per_dim=-0.5), 6, 10**6)) == -3.0
+
+
+@pytest.mark.parametrize("done, direction", [(0, +1), (1000, -1)])
+def test_annealed_target_warms_early_and_cools_late(done, direction):
+    """The same warm-to-cold target (+2 → −6 nats per dimension over 1000 updates) around a fresh policy of about
+    0.45 nats per dimension: α rises at the start, where the target is above the policy's entropy, and falls once
+    the horizon has passed; the logged target is the schedule's at the updates run (steps done+1 … done+20)."""
+    config = DQSConfig(**FEW_STEPS, alpha_schedule="auto", alpha=0.3, target_entropy_start_per_dim=2.0,
+                       target_entropy_per_dim=-6.0, target_entropy_horizon=1000)
+    agent = make(config, 3, 2)
+    state = agent.init(jax.random.PRNGKey(0)).replace(steps=jnp.int32(done))
+    state, info = agent.update(state, make_batches(20, 32, 3, 2), jax.random.PRNGKey(1))
+    assert direction * (float(state.log_alpha) - math.log(0.3)) > 0.01, info
+    expected = np.mean([float(entropy_target(config, 2, done + k)) for k in range(1, 21)])
+    assert float(info["target_entropy"]) == pytest.approx(expected, rel=1e-5)
+
+
 def test_fixed_temperature_state_is_unchanged():
     """Only alpha_schedule=auto adds log α to the state: fixed and geometric runs keep their checkpoint layout."""
     for preset in ("cpu", "maze"):
@@ -213,7 +236,8 @@ def test_auto_preset_and_bad_options():
     assert auto.num_mc_samples == get_algo("dqs").config("cpu").num_mc_samples
     for bad, message in [(dict(time_grid="cosine"), "time_grid"), (dict(sampler_step="heun"), "sampler_step"),
                          (dict(entropy_samples=1), "entropy_samples"), (dict(alpha_schedule="sac"), "alpha_schedule"),
-                         (dict(time_grid="edm", grid_std_min=2.0), "grid_std_min")]:
+                         (dict(time_grid="edm", grid_std_min=2.0), "grid_std_min"),
+                         (dict(target_entropy_horizon=0), "target_entropy_horizon")]:
         with pytest.raises(ValueError, match=message):
             DQSConfig(**bad)
 

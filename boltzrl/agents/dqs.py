@@ -44,7 +44,9 @@ log α with SAC's loss toward an entropy of target_entropy_per_dim·d, with no p
 pre-tanh policy comes from its own score (`score_entropy`): under the VE forward process
 dH(p_h)/dh = ½·E‖∇log p_h‖², so H(p_0) = H(p_{h(1)}) − ∫ ½·E‖s_θ(x_h)‖² dh over noised policy samples; the tanh
 Jacobian then gives the actions' entropy, H(a) = H(u) + E Σ log(1 − tanh² u). The samples (entropy_samples at each
-of entropy_states next states) are extra rows of the TD target's chain, drawn with the same network.
+of entropy_states next states) are extra rows of the TD target's chain, drawn with the same network. The target
+may also move linearly from target_entropy_start_per_dim to target_entropy_per_dim over target_entropy_horizon
+updates (`entropy_target`): warm while the critic knows little, colder as Q becomes worth following.
 """
 
 from __future__ import annotations
@@ -103,7 +105,14 @@ class DQSConfig:
     """fixed; geometric from alpha to alpha_final over alpha_horizon updates; or auto: log α follows SAC's loss
     toward target_entropy_per_dim, with the policy's entropy estimated from its own score."""
     target_entropy_per_dim: float = -1.0
-    """Target entropy of the policy's actions (nats per action dimension) under alpha_schedule=auto."""
+    """Target entropy of the policy's actions (nats per action dimension) under alpha_schedule=auto; with
+    target_entropy_start_per_dim, the value the target reaches after target_entropy_horizon updates."""
+    target_entropy_start_per_dim: float | None = None
+    """Under auto, a target that starts here and moves linearly to target_entropy_per_dim over
+    target_entropy_horizon updates, then stays (None: constant). A warm start explores while the critic knows
+    little (what sparse rewards need) and the cold end lets the policy sharpen as Q becomes reliable."""
+    target_entropy_horizon: int = 100_000
+    """Updates over which the target entropy moves from its start to target_entropy_per_dim."""
     alpha_lr: float = 1e-3
     """Adam learning rate of log α under alpha_schedule=auto."""
     entropy_states: int = 16
@@ -153,7 +162,7 @@ class DQSConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.entropy_samples < 2:
             raise ValueError(f"entropy_samples must be at least 2, got {self.entropy_samples}.")
-        for name in ("num_mc_samples", "denoising_steps", "alpha_horizon"):
+        for name in ("num_mc_samples", "denoising_steps", "alpha_horizon", "target_entropy_horizon"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         for name in ("alpha", "alpha_final"):
@@ -195,6 +204,17 @@ def temperature(config: DQSConfig, steps) -> jax.Array:
     return jnp.exp(log_a0 + (jnp.log(jnp.float32(config.alpha_final)) - log_a0) * frac)
 
 
+def entropy_target(config: DQSConfig, act_dim: int, steps) -> jax.Array:
+    """Target entropy of the actions (nats) after `steps` updates under alpha_schedule=auto: constant, or linear
+    from target_entropy_start_per_dim to target_entropy_per_dim over target_entropy_horizon updates."""
+    end = jnp.float32(config.target_entropy_per_dim * act_dim)
+    if config.target_entropy_start_per_dim is None:
+        return end
+    start = jnp.float32(config.target_entropy_start_per_dim * act_dim)
+    frac = jnp.minimum(jnp.asarray(steps, jnp.float32) / config.target_entropy_horizon, 1.0)
+    return start + (end - start) * frac
+
+
 def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: int = 8, std_lo: float = 1e-4):
     """Differential entropy of the density whose noised scores score_fn gives, per state, from M samples of it.
 
@@ -234,7 +254,6 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     num_steps = config.denoising_steps
     auto_alpha = config.alpha_schedule == "auto"
     alpha_opt = adam(config.alpha_lr)
-    target_entropy = config.target_entropy_per_dim * act_dim
 
     def sample_pre_tanh(params, obs, alpha, key, sampler: str):
         """Pre-tanh actions u (..., d) for obs (..., obs_dim): sampler is sde (η = 1), euler (η = 0) or ode."""
@@ -301,10 +320,10 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         """One Adam step of SAC's temperature loss on the entropy of the policy that drew u0: α falls while it is
         above the target and rises while below. The score network is conditioned on α, so the policy follows a
         new α at once, as far as the network generalises over α, and the next score updates train it there."""
-        entropy = policy_entropy(params, obs, u0, alpha, key)
-        grad = jax.grad(alpha_loss)(state.log_alpha, entropy, target_entropy)
+        entropy, target = policy_entropy(params, obs, u0, alpha, key), entropy_target(config, act_dim, state.steps)
+        grad = jax.grad(alpha_loss)(state.log_alpha, entropy, target)
         log_alpha, a_opt = apply_grads(alpha_opt, state.log_alpha, state.alpha_opt, grad)
-        return state.replace(log_alpha=log_alpha, alpha_opt=a_opt), entropy
+        return state.replace(log_alpha=log_alpha, alpha_opt=a_opt), entropy, target
 
     def step(state: DQSState, batch, key):
         k_critic, k_score = jax.random.split(key)
@@ -325,8 +344,8 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         info = {**info, "actor_loss": s_loss, "alpha": alpha, "target_norm": target_norm}
         if auto_alpha:
             obs = entropy_obs.reshape(u0.shape[:2] + (obs_dim,))
-            state, info["entropy"] = tune_alpha(state, sampled_with, obs, jax.lax.stop_gradient(u0), alpha,
-                                                jax.random.fold_in(key, 1))
+            state, info["entropy"], info["target_entropy"] = tune_alpha(
+                state, sampled_with, obs, jax.lax.stop_gradient(u0), alpha, jax.random.fold_in(key, 1))
         return state, info
 
     @counted_jit
