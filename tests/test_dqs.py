@@ -10,7 +10,8 @@ import pytest
 
 from boltzrl import diffusion
 from boltzrl.agents import get_algo
-from boltzrl.agents.dqs import DQSAutoState, DQSConfig, DQSState, entropy_target, make, score_entropy, temperature
+from boltzrl.agents.dqs import (DQSAutoState, DQSConfig, DQSState, critic_agreement, entropy_target, make,
+                               score_entropy, temperature)
 from boltzrl.diffusion import boltzmann_energy, log_tanh_jacobian, pre_tanh, score_matching_batch
 from boltzrl.training import TrainConfig, train
 from conftest import make_batches
@@ -198,6 +199,35 @@ def test_annealed_entropy_target_moves_linearly_then_stays():
     assert float(entropy_target(DQSConfig(target_entropy_per_dim=-0.5), 6, 10**6)) == -3.0
 
 
+def test_critic_agreement_is_the_shared_share_of_the_variance_over_actions():
+    """Two critics f + n_j with independent noise n_j of f's variance share half of it; identical critics agree
+    fully, independent ones not at all (standard error 1/√(S·(M−1)) ≈ 0.009 here), and offsets between states,
+    which say nothing about the ranking of actions, are left out."""
+    rng = np.random.default_rng(0)
+    signal, noise = rng.normal(size=(4000, 4)), rng.normal(size=(2, 4000, 4))
+    offsets = 100.0 * rng.normal(size=(4000, 1))
+    assert float(critic_agreement(jnp.stack([signal, signal + offsets]))) == pytest.approx(1.0, abs=1e-5)
+    assert abs(float(critic_agreement(jnp.asarray(noise)))) < 0.04
+    assert float(critic_agreement(jnp.asarray(signal + noise))) == pytest.approx(0.5, abs=0.04)
+    assert float(critic_agreement(jnp.zeros((2, 3, 4)))) == 0.0  # flat critics: no agreement, no NaN
+
+
+def test_target_following_the_critics_moves_with_their_agreement():
+    config = DQSConfig(alpha_schedule="auto", target_entropy_start_per_dim=0.5, target_entropy_per_dim=-1.0,
+                       target_entropy_follows="critics", target_entropy_horizon=1)
+    values = [float(entropy_target(config, 2, 10**6, agreement)) for agreement in (-0.3, 0.0, 0.5, 1.0, 1.2)]
+    np.testing.assert_allclose(values, [1.0, 1.0, -0.5, -2.0, -2.0], rtol=1e-6)
+
+
+def test_target_following_the_critics_is_logged_and_lies_between_its_ends():
+    config = DQSConfig(**FEW_STEPS, alpha_schedule="auto", alpha=0.3, target_entropy_start_per_dim=2.0,
+                       target_entropy_per_dim=-6.0, target_entropy_follows="critics")
+    agent = make(config, 3, 2)
+    state, info = agent.update(agent.init(jax.random.PRNGKey(0)), make_batches(20, 32, 3, 2), jax.random.PRNGKey(1))
+    assert -1.0 <= float(info["critic_agreement"]) <= 1.0
+    assert -12.0 <= float(info["target_entropy"]) <= 4.0 and np.isfinite(float(state.log_alpha))
+
+
 @pytest.mark.parametrize("done, direction", [(0, +1), (1000, -1)])
 def test_annealed_target_warms_early_and_cools_late(done, direction):
     """The same warm-to-cold target (+2 → −6 nats per dimension over 1000 updates) around a fresh policy of about
@@ -242,7 +272,9 @@ def test_auto_preset_and_bad_options():
     for bad, message in [(dict(time_grid="cosine"), "time_grid"), (dict(sampler_step="heun"), "sampler_step"),
                          (dict(entropy_samples=1), "entropy_samples"), (dict(alpha_schedule="sac"), "alpha_schedule"),
                          (dict(time_grid="edm", grid_std_min=2.0), "grid_std_min"),
-                         (dict(target_entropy_horizon=0), "target_entropy_horizon")]:
+                         (dict(target_entropy_horizon=0), "target_entropy_horizon"),
+                         (dict(target_entropy_follows="time"), "target_entropy_follows"),
+                         (dict(target_entropy_follows="critics"), "target_entropy_start_per_dim")]:
         with pytest.raises(ValueError, match=message):
             DQSConfig(**bad)
 

@@ -45,8 +45,9 @@ pre-tanh policy comes from its own score (`score_entropy`): under the VE forward
 dH(p_h)/dh = ½·E‖∇log p_h‖², so H(p_0) = H(p_{h(1)}) − ∫ ½·E‖s_θ(x_h)‖² dh over noised policy samples; the tanh
 Jacobian then gives the actions' entropy, H(a) = H(u) + E Σ log(1 − tanh² u). The samples (entropy_samples at each
 of entropy_states next states) are extra rows of the TD target's chain, drawn with the same network. The target
-may also move linearly from target_entropy_start_per_dim to target_entropy_per_dim over target_entropy_horizon
-updates (`entropy_target`): warm while the critic knows little, colder as Q becomes worth following.
+may also move from target_entropy_start_per_dim to target_entropy_per_dim (`entropy_target`): warm while the
+critic knows little, colder as Q becomes worth following; linearly over target_entropy_horizon updates, or by the
+twin critics' agreement on the ranking of the policy's actions (`critic_agreement`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from boltzrl.diffusion.schedules import VE_TIME_GRIDS, ve_time_grid
 
 EVAL_SAMPLERS = ("euler", "ode", "sde")
 ALPHA_SCHEDULES = ("fixed", "geometric", "auto")
+TARGET_ENTROPY_DRIVERS = ("updates", "critics")
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,11 @@ class DQSConfig:
     little (what sparse rewards need) and the cold end lets the policy sharpen as Q becomes reliable."""
     target_entropy_horizon: int = 100_000
     """Updates over which the target entropy moves from its start to target_entropy_per_dim."""
+    target_entropy_follows: str = "updates"
+    """What moves the target from its start to target_entropy_per_dim: updates (linearly over
+    target_entropy_horizon) or critics (by how far the twin critics agree on the ranking of the policy's actions,
+    `critic_agreement`: warm while Q's differences between actions are the critics' own noise, cold once both
+    critics see them)."""
     alpha_lr: float = 1e-3
     """Adam learning rate of log α under alpha_schedule=auto."""
     entropy_states: int = 16
@@ -165,6 +172,11 @@ class DQSConfig:
         for name in ("num_mc_samples", "denoising_steps", "alpha_horizon", "target_entropy_horizon"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.target_entropy_follows not in TARGET_ENTROPY_DRIVERS:
+            raise ValueError(f"target_entropy_follows must be one of {', '.join(TARGET_ENTROPY_DRIVERS)}, "
+                             f"got {self.target_entropy_follows!r}.")
+        if self.target_entropy_follows == "critics" and self.target_entropy_start_per_dim is None:
+            raise ValueError("target_entropy_follows=critics needs target_entropy_start_per_dim (the warm end).")
         for name in ("alpha", "alpha_final"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
@@ -204,15 +216,30 @@ def temperature(config: DQSConfig, steps) -> jax.Array:
     return jnp.exp(log_a0 + (jnp.log(jnp.float32(config.alpha_final)) - log_a0) * frac)
 
 
-def entropy_target(config: DQSConfig, act_dim: int, steps) -> jax.Array:
-    """Target entropy of the actions (nats) after `steps` updates under alpha_schedule=auto: constant, or linear
-    from target_entropy_start_per_dim to target_entropy_per_dim over target_entropy_horizon updates."""
+def entropy_target(config: DQSConfig, act_dim: int, steps, agreement=None) -> jax.Array:
+    """Target entropy of the actions (nats) under alpha_schedule=auto: constant, or moving from
+    target_entropy_start_per_dim to target_entropy_per_dim, linearly over target_entropy_horizon updates (`steps`)
+    or by the fraction `agreement` of the critics' action differences that both critics share."""
     end = jnp.float32(config.target_entropy_per_dim * act_dim)
     if config.target_entropy_start_per_dim is None:
         return end
     start = jnp.float32(config.target_entropy_start_per_dim * act_dim)
-    frac = jnp.minimum(jnp.asarray(steps, jnp.float32) / config.target_entropy_horizon, 1.0)
+    if config.target_entropy_follows == "critics":
+        frac = jnp.clip(agreement, 0.0, 1.0)
+    else:
+        frac = jnp.minimum(jnp.asarray(steps, jnp.float32) / config.target_entropy_horizon, 1.0)
     return start + (end - start) * frac
+
+
+def critic_agreement(qs: jax.Array) -> jax.Array:
+    """How far two critics agree on which of the policy's actions is better, from their values qs (2, S, M) of M
+    actions at each of S states: the correlation of the two critics' values over actions, pooled over states
+    (each state's mean removed, so differences between states do not count). If each critic is a shared signal
+    plus its own noise of equal size, this is the signal's share of the variance over actions: 0 while the
+    ranking is the critics' own noise (a sparse reward not yet seen), 1 when both see the same differences."""
+    centred = qs - jnp.mean(qs, axis=-1, keepdims=True)
+    cross = jnp.sum(centred[0] * centred[1])
+    return cross / jnp.sqrt(jnp.sum(centred[0] ** 2) * jnp.sum(centred[1] ** 2) + 1e-12)
 
 
 def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: int = 8, std_lo: float = 1e-4):
@@ -319,11 +346,16 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     def tune_alpha(state: DQSAutoState, params, obs, u0, alpha, key):
         """One Adam step of SAC's temperature loss on the entropy of the policy that drew u0: α falls while it is
         above the target and rises while below. The score network is conditioned on α, so the policy follows a
-        new α at once, as far as the network generalises over α, and the next score updates train it there."""
-        entropy, target = policy_entropy(params, obs, u0, alpha, key), entropy_target(config, act_dim, state.steps)
+        new α at once, as far as the network generalises over α, and the next score updates train it there.
+        The critics' agreement is measured on the same samples with the (updated) online critics."""
+        qs = critic_net.apply(state.critic, obs, jnp.tanh(u0))  # (2, S, M)
+        agreement = critic_agreement(qs)
+        entropy = policy_entropy(params, obs, u0, alpha, key)
+        target = entropy_target(config, act_dim, state.steps, agreement)
         grad = jax.grad(alpha_loss)(state.log_alpha, entropy, target)
         log_alpha, a_opt = apply_grads(alpha_opt, state.log_alpha, state.alpha_opt, grad)
-        return state.replace(log_alpha=log_alpha, alpha_opt=a_opt), entropy, target
+        info = {"entropy": entropy, "target_entropy": target, "critic_agreement": agreement}
+        return state.replace(log_alpha=log_alpha, alpha_opt=a_opt), info
 
     def step(state: DQSState, batch, key):
         k_critic, k_score = jax.random.split(key)
@@ -344,8 +376,9 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         info = {**info, "actor_loss": s_loss, "alpha": alpha, "target_norm": target_norm}
         if auto_alpha:
             obs = entropy_obs.reshape(u0.shape[:2] + (obs_dim,))
-            state, info["entropy"], info["target_entropy"] = tune_alpha(
+            state, alpha_info = tune_alpha(
                 state, sampled_with, obs, jax.lax.stop_gradient(u0), alpha, jax.random.fold_in(key, 1))
+            info = {**info, **alpha_info}
         return state, info
 
     @counted_jit
