@@ -119,7 +119,8 @@ class DQSConfig:
     """What moves the target from its start to target_entropy_per_dim: updates (linearly over
     target_entropy_horizon) or critics (by how far the twin critics agree on the ranking of the policy's actions,
     `critic_agreement`: warm while Q's differences between actions are the critics' own noise, cold once both
-    critics see them)."""
+    critics see them). Measured on DMC (benchmarks/dqs): the critics agree at 0.4–0.7 before any sparse reward
+    is seen, so updates stays the default."""
     alpha_lr: float = 1e-3
     """Adam learning rate of log α under alpha_schedule=auto."""
     entropy_states: int = 16
