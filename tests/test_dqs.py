@@ -219,13 +219,15 @@ def test_target_following_the_critics_moves_with_their_agreement():
     np.testing.assert_allclose(values, [1.0, 1.0, -0.5, -2.0, -2.0], rtol=1e-6)
 
 
-def test_target_following_the_critics_is_logged_and_lies_between_its_ends():
+def test_target_following_the_critics_is_the_logged_agreement_mapped_between_its_ends():
+    """One update: the target the temperature step used is the one the agreement it logged gives."""
     config = DQSConfig(**FEW_STEPS, alpha_schedule="auto", alpha=0.3, target_entropy_start_per_dim=2.0,
                        target_entropy_per_dim=-6.0, target_entropy_follows="critics")
     agent = make(config, 3, 2)
-    state, info = agent.update(agent.init(jax.random.PRNGKey(0)), make_batches(20, 32, 3, 2), jax.random.PRNGKey(1))
-    assert -1.0 <= float(info["critic_agreement"]) <= 1.0
-    assert -12.0 <= float(info["target_entropy"]) <= 4.0 and np.isfinite(float(state.log_alpha))
+    state, info = agent.update(agent.init(jax.random.PRNGKey(0)), make_batches(1, 32, 3, 2), jax.random.PRNGKey(1))
+    agreement = float(info["critic_agreement"])
+    assert -1.0 <= agreement <= 1.0 and np.isfinite(float(state.log_alpha))
+    assert float(info["target_entropy"]) == pytest.approx(4.0 - 16.0 * min(max(agreement, 0.0), 1.0), abs=1e-5)
 
 
 @pytest.mark.parametrize("done, direction", [(0, +1), (1000, -1)])
