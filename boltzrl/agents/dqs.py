@@ -153,34 +153,19 @@ class DQSConfig:
     """Polyak rate of the target critics."""
 
     def __post_init__(self):
-        if self.eval_sampler not in EVAL_SAMPLERS:
-            raise ValueError(f"eval_sampler must be one of {', '.join(EVAL_SAMPLERS)}, got {self.eval_sampler!r}.")
-        if self.alpha_schedule not in ALPHA_SCHEDULES:
-            raise ValueError(
-                f"alpha_schedule must be one of {', '.join(ALPHA_SCHEDULES)}, got {self.alpha_schedule!r}.")
-        if self.time_grid not in VE_TIME_GRIDS:
-            raise ValueError(f"time_grid must be one of {', '.join(VE_TIME_GRIDS)}, got {self.time_grid!r}.")
-        if self.sampler_step not in VE_STEPS:
-            raise ValueError(f"sampler_step must be one of {', '.join(VE_STEPS)}, got {self.sampler_step!r}.")
-        for name in ("grid_rho", "grid_std_min", "alpha_lr"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
-        for name in ("entropy_states", "entropy_nodes"):
+        choices = {"eval_sampler": EVAL_SAMPLERS, "alpha_schedule": ALPHA_SCHEDULES, "time_grid": VE_TIME_GRIDS,
+                   "sampler_step": VE_STEPS, "target_entropy_follows": TARGET_ENTROPY_DRIVERS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
+        for name in ("grid_rho", "grid_std_min", "alpha_lr", "entropy_states", "entropy_nodes", "num_mc_samples",
+                     "denoising_steps", "alpha_horizon", "target_entropy_horizon", "alpha", "alpha_final"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.entropy_samples < 2:
             raise ValueError(f"entropy_samples must be at least 2, got {self.entropy_samples}.")
-        for name in ("num_mc_samples", "denoising_steps", "alpha_horizon", "target_entropy_horizon"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
-        if self.target_entropy_follows not in TARGET_ENTROPY_DRIVERS:
-            raise ValueError(f"target_entropy_follows must be one of {', '.join(TARGET_ENTROPY_DRIVERS)}, "
-                             f"got {self.target_entropy_follows!r}.")
         if self.target_entropy_follows == "critics" and self.target_entropy_start_per_dim is None:
             raise ValueError("target_entropy_follows=critics needs target_entropy_start_per_dim (the warm end).")
-        for name in ("alpha", "alpha_final"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.score_batch_size is not None and self.score_batch_size <= 0:
             raise ValueError(f"score_batch_size must be positive or None, got {self.score_batch_size}.")
         if self.richardson and self.num_mc_samples < 2:
