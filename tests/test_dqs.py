@@ -155,25 +155,72 @@ def test_dqs_with_automatic_temperature_learns_pendulum(tmp_path):
 FEW_STEPS = dict(SMALL, denoising_steps=5, time_grid="edm", sampler_step="ancestral")
 
 
-@pytest.mark.parametrize("width", [0.05, 0.3, 1.0])
-def test_score_entropy_of_a_gaussian(width):
+@pytest.mark.parametrize("width, std_lo", [(0.05, 1e-4), (0.3, 1e-4), (1.0, 1e-4), (0.05, 0.1)])
+def test_score_entropy_of_a_gaussian(width, std_lo):
     """With the exact scores of N(μ, width²·I) in d = 3 and 4 samples at each of 64 states, 40 independent
     estimates average to the analytic entropy within 4.5 standard errors plus 0.005 nats per dimension: the
-    randomly shifted quadrature is unbiased, the truncation below std 1e-4 costs d·1e-8/(2·width²) ≤ 3e-6, and
-    what is left of the 4-sample variance's log-bias after its delta-method correction is ≤ 0.002 per dimension
-    (computed for width = σ_max; raw it would be 0.035). Measured: within 0.9 SE; one estimate from 64×4
-    samples spreads by 0.05–0.19 nats per dimension, more for a sharper density."""
+    randomly shifted quadrature is unbiased, the part below std_lo is a Gaussian's (also when std_lo is above
+    the width, where only the samples' spread measures it: uncorrected, the log of a 4-sample variance would put
+    that case 0.17 nats per dimension low), and what is left of the log-bias of the prior's variance,
+    log(h(1) + v̂), after its delta-method correction is ≤ 0.002 per dimension (computed for width = σ_max; raw
+    it would be 0.035). Measured: within 1 SE; one estimate from 64×4 samples spreads by 0.05–0.19 nats per
+    dimension, more for a sharper density."""
     schedule, d, mu = diffusion.VESchedule(), 3, 0.3
     score = lambda x, t: -(x - mu) / (width**2 + schedule.variance(t))
 
     def estimate(key):
-        u0 = mu + width * jax.random.normal(jax.random.fold_in(key, 1), (64, 4, d))
-        return score_entropy(score, u0, schedule, key).mean()
+        sample_key, key = jax.random.split(key)  # the estimator's own draws must not repeat the samples'
+        u0 = mu + width * jax.random.normal(sample_key, (64, 4, d))
+        return score_entropy(score, u0, schedule, key, std_lo=std_lo).mean()
 
     values = np.asarray(jax.jit(jax.vmap(estimate))(jax.random.split(jax.random.PRNGKey(0), 40)))
     exact = 0.5 * d * math.log(2 * math.pi * math.e * width**2)
     se = values.std(ddof=1) / math.sqrt(len(values))
     assert abs(values.mean() - exact) < 4.5 * se + 0.005 * d, (values.mean(), exact, se)
+
+
+def test_score_entropy_of_two_modes_needs_the_scores_only_above_their_width():
+    """A 1-d mixture of N(±0.5, 0.1²) has entropy ≈ log 2 + that of one mode (−0.19 nats), far from the Gaussian of
+    its variance (0.75). From the exact noised scores, the estimate that trusts them down to std 0.03 and takes the
+    part below as Gaussian agrees with the one down to 1e-4 and with the quadrature of −∫p log p, within 4.5
+    standard errors plus 0.01 nats: the modes separate at stds above their width, where the integral looks."""
+    schedule, width, centre = diffusion.VESchedule(), 0.1, 0.5
+
+    def score(x, t):
+        var = width**2 + schedule.variance(t)
+        logits = jnp.stack([-(x - centre) ** 2, -(x + centre) ** 2]) / (2 * var)
+        weights = jax.nn.softmax(logits, axis=0)
+        return (weights[0] * (centre - x) + weights[1] * (-centre - x)) / var
+
+    grid = np.linspace(-2.0, 2.0, 40001)
+    density = 0.5 * sum(np.exp(-(grid - c) ** 2 / (2 * width**2)) for c in (centre, -centre)) / (
+        math.sqrt(2 * math.pi) * width)
+    exact = -np.sum(density * np.log(density + 1e-300)) * (grid[1] - grid[0])
+
+    def estimate(key, std_lo):
+        sign_key, sample_key, key = jax.random.split(key, 3)
+        signs = jnp.where(jax.random.bernoulli(sign_key, 0.5, (64, 8, 1)), 1.0, -1.0)
+        u0 = signs * centre + width * jax.random.normal(sample_key, (64, 8, 1))
+        return score_entropy(score, u0, schedule, key, std_lo=std_lo).mean()
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 40)
+    for std_lo in (1e-4, 0.03):
+        values = np.asarray(jax.jit(jax.vmap(lambda k: estimate(k, std_lo)))(keys))
+        se = values.std(ddof=1) / math.sqrt(len(values))
+        assert abs(values.mean() - exact) < 4.5 * se + 0.01, (std_lo, values.mean(), exact, se)
+
+
+def test_score_targets_start_at_score_std_min():
+    """t is uniform above the time where the std is score_std_min, so the std is log-uniform from there to σ_max:
+    all of it at or above 0.1, half of it above √0.1."""
+    schedule = diffusion.VESchedule(1e-5, 1.0)
+    q_fn = lambda s, a: -jnp.sum(a**2)
+    action = jnp.zeros((4096, 2))
+    _, t, _ = score_matching_batch(q_fn, jnp.zeros((4096, 3)), action, ALPHA, schedule, jax.random.PRNGKey(0), 2,
+                                   std_min=0.1)
+    std = np.asarray(schedule.std(t))
+    assert std.min() >= 0.1 * (1 - 1e-4) and std.max() <= 1.0
+    assert abs(np.mean(std > math.sqrt(0.1)) - 0.5) < 0.03
 
 
 @pytest.mark.parametrize("target, direction", [(-6.0, -1), (2.0, +1)])
@@ -276,7 +323,8 @@ def test_auto_preset_and_bad_options():
                          (dict(time_grid="edm", grid_std_min=2.0), "grid_std_min"),
                          (dict(target_entropy_horizon=0), "target_entropy_horizon"),
                          (dict(target_entropy_follows="time"), "target_entropy_follows"),
-                         (dict(target_entropy_follows="critics"), "target_entropy_start_per_dim")]:
+                         (dict(target_entropy_follows="critics"), "target_entropy_start_per_dim"),
+                         (dict(score_std_min=1.5), "score_std_min")]:
         with pytest.raises(ValueError, match=message):
             DQSConfig(**bad)
 

@@ -94,6 +94,12 @@ class DQSConfig:
     """ρ of the edm time grid (larger: more of the steps at small noise)."""
     grid_std_min: float = 0.1
     """Smallest nonzero marginal std of the edm time grid (pre-tanh units); the last step goes from it to 0."""
+    score_std_min: float | None = None
+    """Smallest marginal std at which the score network is trained: t ~ U(t_min, 1), log-uniform in the std from
+    here to σ_max (None: from sigma_min, the paper's t ~ U(0, 1)). The geometric schedule gives each decade of
+    std an equal share of t, so with σ_min = 1e-5 four fifths of the iDEM targets fall below 0.1, where the edm
+    chain never asks for the score; the entropy estimate then integrates from here and takes the part below as
+    Gaussian."""
     eval_sampler: str = "euler"
     """Evaluation sampler: euler (the chain's step with no noise, η = 0: mode-seeking), ode (probability flow:
     Euler on the uniform grid, Heun on the edm grid) or sde (the exploring sampler)."""
@@ -172,6 +178,8 @@ class DQSConfig:
             raise ValueError("richardson needs num_mc_samples >= 2.")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}.")
+        if self.score_std_min is not None and not self.sigma_min < self.score_std_min < self.sigma_max:
+            raise ValueError(f"score_std_min must lie between sigma_min and sigma_max, got {self.score_std_min}.")
         if self.time_grid == "edm" and not self.sigma_min < self.grid_std_min < self.sigma_max:
             raise ValueError(f"grid_std_min must lie between sigma_min and sigma_max, got {self.grid_std_min}.")
 
@@ -238,10 +246,11 @@ def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: 
 
     H(p_{h(1)}) is that of the Gaussian with the samples' per-dimension variance v̂ plus h(1) (exact for a Gaussian
     p_0, and close whenever h(1) dominates v̂), with the delta-method correction of log's curvature for an M-sample
-    variance. The integral runs over log h ∈ [log std_lo², log h(1)] by a midpoint rule with one random shift of
-    its nodes (unbiased); below std_lo² it is neglected (d·std_lo²/(2v) nats for a Gaussian of variance v). The
-    integrand is taken relative to that of the Gaussian with variance v̂, whose integral is known in closed form,
-    so the nodes only resolve how far p_0 is from that Gaussian and the rule has no end-point error.
+    variance. The integrand is taken relative to that of the Gaussian with variance v̂, whose integral over all h
+    is known in closed form, so the nodes only resolve how far p_0 is from that Gaussian: over
+    log h ∈ [log std_lo², log h(1)] by a midpoint rule with one random shift of its nodes (unbiased), and taken as
+    zero below std_lo² (exact for a Gaussian p_0; for others it ignores their departures from one at scales finer
+    than std_lo, so std_lo is where the score is still trusted).
     Returns (S,) entropies in nats."""
     num_samples = u0.shape[-2]
     var0 = jnp.maximum(jnp.var(u0, axis=-2, ddof=1), 1e-12)  # (S, d)
@@ -255,8 +264,15 @@ def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: 
     integrand = 0.5 * h[:, None] * jnp.mean(jnp.sum(scores**2, -1), -1)  # (nodes, S)
     reference = 0.5 * h[:, None] * jnp.sum(1.0 / (h[:, None, None] + var0), -1)
     top = 0.5 * jnp.log(2 * jnp.pi * jnp.e * (h1 + var0)) + var0**2 / (2 * (num_samples - 1) * (h1 + var0) ** 2)
-    reference_integral = 0.5 * jnp.log((h1 + var0) / (jnp.exp(log_lo) + var0))
-    return jnp.sum(top - reference_integral, -1) - width * jnp.sum(integrand - reference, 0)
+    reference_integral = 0.5 * jnp.log((h1 + var0) / var0)
+    # The Gaussian's part below std_lo, ½·log((lo + v)/v), is taken at the samples' v̂: E log v̂ = log v + b with
+    # b = ψ(m/2) − log(m/2) for m = M − 1 degrees of freedom (−0.37 for M = 4), and log(lo + v̂) carries that bias
+    # by about (v̂/(lo + v̂))² (all of it at lo = 0, none for lo ≫ v), so the part is overestimated by
+    # −½·b·(1 − (v̂/(lo + v̂))²), which is added back.
+    dof = num_samples - 1
+    log_bias = jax.scipy.special.digamma(dof / 2) - jnp.log(dof / 2)
+    below_excess = -0.5 * log_bias * (1.0 - (var0 / (jnp.exp(log_lo) + var0)) ** 2)
+    return jnp.sum(top - reference_integral + below_excess, -1) - width * jnp.sum(integrand - reference, 0)
 
 
 def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
@@ -294,7 +310,7 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         """Entropy of the actions a = tanh(u) of the policy with score network params, averaged over states, from
         samples u0 (S, M, d) at obs (S, M, obs_dim): H(a) = H(u) + E Σ log(1 − tanh² u), H(u) by score_entropy."""
         score_fn = lambda x, t: score_net.apply(params, obs, x, t, alpha)
-        h_u = score_entropy(score_fn, u0, schedule, key, config.entropy_nodes)
+        h_u = score_entropy(score_fn, u0, schedule, key, config.entropy_nodes, config.score_std_min or 1e-4)
         return jnp.mean(h_u + jnp.mean(diffusion.log_tanh_jacobian(u0), -1))
 
     def init(key):
@@ -320,7 +336,7 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         obs, action = batch.obs[:n], batch.action[:n]  # minibatch rows are already a uniform draw
         q_fn = lambda s, a: critic_net.apply(state.critic, s, a).min(0)
         x, t, target = diffusion.score_matching_batch(q_fn, obs, action, alpha, schedule, key, config.num_mc_samples,
-                                                      config.score_clip, config.richardson)
+                                                      config.score_clip, config.richardson, config.score_std_min)
 
         def loss_fn(params):
             return diffusion.ve_score_loss(score_net.apply(params, obs, x, t, alpha), target, schedule.variance(t))
@@ -344,7 +360,7 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         return state.replace(log_alpha=log_alpha, alpha_opt=a_opt), info
 
     def step(state: DQSState, batch, key):
-        k_critic, k_score = jax.random.split(key)
+        k_critic, k_score, k_entropy = jax.random.split(key, 3)
         alpha = current_alpha(state)
         if auto_alpha:
             # the entropy's samples ride along with the TD target's chain: entropy_samples chains at each of the
@@ -363,7 +379,7 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         if auto_alpha:
             obs = entropy_obs.reshape(u0.shape[:2] + (obs_dim,))
             state, alpha_info = tune_alpha(
-                state, sampled_with, obs, jax.lax.stop_gradient(u0), alpha, jax.random.fold_in(key, 1))
+                state, sampled_with, obs, jax.lax.stop_gradient(u0), alpha, k_entropy)
             info = {**info, **alpha_info}
         return state, info
 

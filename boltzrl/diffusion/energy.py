@@ -51,13 +51,17 @@ def score_target(q_fn: Callable, obs, x, std, alpha, noise, clip_norm=None, rich
 
 
 def score_matching_batch(q_fn: Callable, obs, action, alpha, schedule: VESchedule, key, num_mc_samples: int,
-                         clip_norm=None, richardson=False):
-    """The regression data of one score update: t ~ U(0, 1), x = atanh(a) + √h(t)·ε and the iDEM target at x.
+                         clip_norm=None, richardson=False, std_min=None):
+    """The regression data of one score update: t ~ U(t_min, 1), x = atanh(a) + √h(t)·ε and the iDEM target at x.
 
-    obs (B, obs_dim), action (B, d) replay actions in [−1, 1]. Returns (x (B, d), t (B,), target (B, d))."""
+    t_min is 0 (the paper's t ~ U(0, 1)), or where the marginal std is std_min: the geometric schedule spends equal
+    shares of t on each decade of std, so a sampler that never asks for the score below std_min wastes the
+    targets drawn there. obs (B, obs_dim), action (B, d) replay actions in [−1, 1].
+    Returns (x (B, d), t (B,), target (B, d))."""
     k_t, k_x, k_mc = jax.random.split(key, 3)
     batch, act_dim = action.shape
-    t = jax.random.uniform(k_t, (batch,))
+    t_min = 0.0 if std_min is None else schedule.time_of_variance(jnp.float32(std_min) ** 2)
+    t = jax.random.uniform(k_t, (batch,), minval=t_min, maxval=1.0)
     std = schedule.std(t)
     x = pre_tanh(action) + std[:, None] * jax.random.normal(k_x, action.shape)
     noise = jax.random.normal(k_mc, (batch, num_mc_samples, act_dim))
