@@ -87,6 +87,17 @@ def test_update_compiles_once_and_the_score_net_sees_the_annealed_alpha():
     assert int(state.steps) == 4
 
 
+def test_uniform_loss_weight_counts_the_low_noise_errors_as_much_as_the_high():
+    """Same state, batch and key: the same targets and predictions, so the uniform loss is the plain mean squared
+    error and the variance-weighted one is below it by the weights h(t) + 1e-3 ∈ [1e-3, 1 + 1e-3]."""
+    losses = {}
+    for weight in ("variance", "uniform"):
+        agent = make(DQSConfig(**SMALL, score_loss_weight=weight), 3, 2)
+        _, info = agent.update(agent.init(jax.random.PRNGKey(0)), make_batches(1, 32, 3, 2), jax.random.PRNGKey(1))
+        losses[weight] = float(info["actor_loss"])
+    assert 0 < losses["variance"] < 0.7 * losses["uniform"], losses
+
+
 @pytest.mark.parametrize("eval_sampler", ["euler", "ode"])
 def test_act_is_in_the_box_and_evaluation_injects_no_noise(eval_sampler):
     agent = make(DQSConfig(**SMALL, eval_sampler=eval_sampler), 3, 2)
@@ -324,7 +335,8 @@ def test_auto_preset_and_bad_options():
                          (dict(target_entropy_horizon=0), "target_entropy_horizon"),
                          (dict(target_entropy_follows="time"), "target_entropy_follows"),
                          (dict(target_entropy_follows="critics"), "target_entropy_start_per_dim"),
-                         (dict(score_std_min=1.5), "score_std_min")]:
+                         (dict(score_std_min=1.5), "score_std_min"),
+                         (dict(score_loss_weight="snr"), "score_loss_weight")]:
         with pytest.raises(ValueError, match=message):
             DQSConfig(**bad)
 

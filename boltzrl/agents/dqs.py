@@ -65,6 +65,7 @@ from boltzrl.diffusion.samplers import VE_STEPS, probability_flow_heun, ve_ances
 from boltzrl.diffusion.schedules import VE_TIME_GRIDS, ve_time_grid
 
 EVAL_SAMPLERS = ("euler", "ode", "sde")
+SCORE_LOSS_WEIGHTS = ("variance", "uniform")
 ALPHA_SCHEDULES = ("fixed", "geometric", "auto")
 TARGET_ENTROPY_DRIVERS = ("updates", "critics")
 
@@ -100,6 +101,11 @@ class DQSConfig:
     std an equal share of t, so with σ_min = 1e-5 four fifths of the iDEM targets fall below 0.1, where the edm
     chain never asks for the score; the entropy estimate then integrates from here and takes the part below as
     Gaussian."""
+    score_loss_weight: str = "variance"
+    """Weight of each point's squared score error: variance (h(t) + 1e-3, the paper's) or uniform (1). The K-sample
+    target's own error grows with the noise level (benchmarks/dqs/score_target_error.md: ~4× the score's squared
+    norm at std 1, 0.07× at 0.1), so h(t) lets the largest levels, where the targets are mostly noise, carry
+    nearly all of the loss; uniform keeps the levels where the targets are accurate, which place the actions."""
     eval_sampler: str = "euler"
     """Evaluation sampler: euler (the chain's step with no noise, η = 0: mode-seeking), ode (probability flow:
     Euler on the uniform grid, Heun on the edm grid) or sde (the exploring sampler)."""
@@ -160,7 +166,8 @@ class DQSConfig:
 
     def __post_init__(self):
         choices = {"eval_sampler": EVAL_SAMPLERS, "alpha_schedule": ALPHA_SCHEDULES, "time_grid": VE_TIME_GRIDS,
-                   "sampler_step": VE_STEPS, "target_entropy_follows": TARGET_ENTROPY_DRIVERS}
+                   "sampler_step": VE_STEPS, "target_entropy_follows": TARGET_ENTROPY_DRIVERS,
+                   "score_loss_weight": SCORE_LOSS_WEIGHTS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
@@ -339,7 +346,10 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
                                                       config.score_clip, config.richardson, config.score_std_min)
 
         def loss_fn(params):
-            return diffusion.ve_score_loss(score_net.apply(params, obs, x, t, alpha), target, schedule.variance(t))
+            predicted = score_net.apply(params, obs, x, t, alpha)
+            if config.score_loss_weight == "uniform":
+                return jnp.mean((predicted - target) ** 2)  # the target is data: no gradient flows into it
+            return diffusion.ve_score_loss(predicted, target, schedule.variance(t))
 
         loss, grads = jax.value_and_grad(loss_fn)(state.score)
         score, opt_state = apply_grads(score_opt, state.score, state.score_opt, grads)
