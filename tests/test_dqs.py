@@ -329,6 +329,7 @@ def test_auto_preset_and_bad_options():
                                                                                              "ancestral", 5)
     assert auto.num_mc_samples == get_algo("dqs").config("cpu").num_mc_samples
     assert (auto.target_entropy_start_per_dim, auto.target_entropy_per_dim) == (0.0, -1.0)
+    assert (auto.score_std_min, auto.score_loss_weight) == (auto.grid_std_min, "uniform")
     for bad, message in [(dict(time_grid="cosine"), "time_grid"), (dict(sampler_step="heun"), "sampler_step"),
                          (dict(entropy_samples=1), "entropy_samples"), (dict(alpha_schedule="sac"), "alpha_schedule"),
                          (dict(time_grid="edm", grid_std_min=2.0), "grid_std_min"),

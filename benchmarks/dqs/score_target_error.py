@@ -9,10 +9,11 @@ same K draws x_k = x + σ·ε_k, weights w_k = softmax_k(−E(x_k)):
 
 Both are consistent; their errors differ with σ. For each σ the reference is the gradient form from many
 importance-sampled draws of the posterior p(x0 | x) whose proposal also covers where the policy network puts its
-actions (`reference_chunk`; its distance to the Tweedie form from the same draws is printed as a check). Over `repeats` independent K-draw
-targets at `points` replay (state, action) pairs noised to that σ, each estimator's error is split into its bias
-(the squared distance of its mean over repeats to the reference: what a regression on many such targets learns
-instead of the score) and its total mean squared error; both relative to the reference's mean squared norm.
+actions (`reference_chunk`; its distance to the Tweedie form from the same draws is printed as a check). Over
+`repeats` independent K-draw targets at `points` replay (state, action) pairs noised to that σ, each estimator's
+error is split into its bias (the squared distance of its mean over repeats to the reference: what a regression on
+many such targets learns instead of the score) and its total mean squared error; both relative to the reference's
+mean squared norm.
 
     python benchmarks/dqs/score_target_error.py benchmarks/dqs/walker_run_auto_seed2 16
 """

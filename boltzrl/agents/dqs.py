@@ -9,6 +9,10 @@ A VE diffusion policy whose score network is regressed on the iDEM Monte-Carlo s
              L = mean_i (h(t_i) + 1e-3)·mean_d (s_θ(s_i, x_i, t_i, α) − S_K,i)²
 
 Update order: the critic first, then the score target with the updated online critics (the public code's order).
+Beyond the paper, the score can be trained only at the noise levels the chain visits (score_std_min: t ~ U(t_min, 1))
+and with every level's error weighted alike (score_loss_weight="uniform"): with K = 16 the target is nearly exact
+below std 0.1 and mostly noise near std 1 (benchmarks/dqs/score_target_error.md), so the h(t) weight lets the
+noisiest targets carry the loss. The `auto` preset does both.
 
 The diffusion variable is the pre-tanh action and the energy is the Boltzmann policy pushed through tanh
 (`diffusion.boltzmann_energy`, with the minimum of the online critics as Q):
