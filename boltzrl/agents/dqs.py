@@ -72,6 +72,7 @@ EVAL_SAMPLERS = ("euler", "ode", "sde")
 SCORE_LOSS_WEIGHTS = ("variance", "uniform")
 ALPHA_SCHEDULES = ("fixed", "geometric", "auto")
 TARGET_ENTROPY_DRIVERS = ("updates", "critics")
+ENTROPY_STD_LO = 1e-4  # where the entropy integral stops when the score is trained down to sigma_min
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,8 @@ def critic_agreement(qs: jax.Array) -> jax.Array:
     return cross / jnp.sqrt(jnp.sum(centred[0] ** 2) * jnp.sum(centred[1] ** 2) + 1e-12)
 
 
-def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: int = 8, std_lo: float = 1e-4):
+def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: int = 8,
+                  std_lo: float = ENTROPY_STD_LO):
     """Differential entropy of the density whose noised scores score_fn gives, per state, from M samples of it.
 
     u0 (S, M, d): M samples at each of S states; score_fn(x, t) maps x (S, M, d) at a scalar time t to the score of
@@ -321,7 +323,8 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         """Entropy of the actions a = tanh(u) of the policy with score network params, averaged over states, from
         samples u0 (S, M, d) at obs (S, M, obs_dim): H(a) = H(u) + E Σ log(1 − tanh² u), H(u) by score_entropy."""
         score_fn = lambda x, t: score_net.apply(params, obs, x, t, alpha)
-        h_u = score_entropy(score_fn, u0, schedule, key, config.entropy_nodes, config.score_std_min or 1e-4)
+        h_u = score_entropy(score_fn, u0, schedule, key, config.entropy_nodes,
+                            config.score_std_min or ENTROPY_STD_LO)
         return jnp.mean(h_u + jnp.mean(diffusion.log_tanh_jacobian(u0), -1))
 
     def init(key):
