@@ -65,7 +65,8 @@ from boltzrl import diffusion, nets
 from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update
 from boltzrl.agents.entropy import alpha_loss
-from boltzrl.diffusion.samplers import VE_STEPS, probability_flow_heun, ve_ancestral, ve_euler_maruyama_on_grid
+from boltzrl.diffusion.samplers import (VE_STEPS, jacobian_rows, probability_flow_heun, ve_ancestral,
+                                       ve_euler_maruyama_on_grid)
 from boltzrl.diffusion.schedules import VE_TIME_GRIDS, ve_time_grid
 
 EVAL_SAMPLERS = ("euler", "ode", "sde")
@@ -73,6 +74,8 @@ SCORE_LOSS_WEIGHTS = ("variance", "uniform")
 ALPHA_SCHEDULES = ("fixed", "geometric", "auto")
 TARGET_ENTROPY_DRIVERS = ("updates", "critics")
 ENTROPY_STD_LO = 1e-4  # where the entropy integral stops when the score is trained down to sigma_min
+ENTROPY_COMPLETIONS = ("gaussian", "curvature")
+CURVATURE_FLOOR = 1e-4  # smallest eigenvalue of I + lo²·∇s kept: modes down to 1/100 of lo's width
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,11 @@ class DQSConfig:
     """Policy samples per state for the entropy estimate (at least 2: their spread sets the prior's entropy)."""
     entropy_nodes: int = 8
     """Quadrature nodes of the entropy integral over the noise level (a randomly shifted midpoint rule)."""
+    entropy_completion: str = "gaussian"
+    """The entropy below the lowest noise level the score is trusted at (score_std_min): gaussian (that of the
+    samples' variance, which counts the spread between a policy's modes as width) or curvature (each sample's local
+    Gaussian from the score's Jacobian there, right for narrow modes too; `score_entropy`). Nearly nothing is
+    below when the score is trained down to sigma_min."""
     alpha_final: float = 1.0
     """α₁, the temperature at the end of a geometric schedule."""
     alpha_horizon: int = 250_000
@@ -172,7 +180,7 @@ class DQSConfig:
     def __post_init__(self):
         choices = {"eval_sampler": EVAL_SAMPLERS, "alpha_schedule": ALPHA_SCHEDULES, "time_grid": VE_TIME_GRIDS,
                    "sampler_step": VE_STEPS, "target_entropy_follows": TARGET_ENTROPY_DRIVERS,
-                   "score_loss_weight": SCORE_LOSS_WEIGHTS}
+                   "score_loss_weight": SCORE_LOSS_WEIGHTS, "entropy_completion": ENTROPY_COMPLETIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
@@ -249,7 +257,7 @@ def critic_agreement(qs: jax.Array) -> jax.Array:
 
 
 def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: int = 8,
-                  std_lo: float = ENTROPY_STD_LO):
+                  std_lo: float = ENTROPY_STD_LO, completion: str = "gaussian"):
     """Differential entropy of the density whose noised scores score_fn gives, per state, from M samples of it.
 
     u0 (S, M, d): M samples at each of S states; score_fn(x, t) maps x (S, M, d) at a scalar time t to the score of
@@ -261,9 +269,15 @@ def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: 
     p_0, and close whenever h(1) dominates v̂), with the delta-method correction of log's curvature for an M-sample
     variance. The integrand is taken relative to that of the Gaussian with variance v̂, whose integral over all h
     is known in closed form, so the nodes only resolve how far p_0 is from that Gaussian: over
-    log h ∈ [log std_lo², log h(1)] by a midpoint rule with one random shift of its nodes (unbiased), and taken as
-    zero below std_lo² (exact for a Gaussian p_0; for others it ignores their departures from one at scales finer
-    than std_lo, so std_lo is where the score is still trusted).
+    log h ∈ [log std_lo², log h(1)] by a midpoint rule with one random shift of its nodes (unbiased).
+    Below std_lo², where the score is not trusted, the rest H(p_0) − H(p_lo) comes from a Gaussian:
+    - completion="gaussian": that of the samples' variance, ½·log(v̂/(lo² + v̂)) (exact for a Gaussian p_0; a
+      density of several narrow modes gets the spread between its modes instead of their width, which puts its
+      entropy too high by up to ½·log(1 + lo²/w²) per dimension for modes of width w);
+    - completion="curvature": that of each point's local fit, ½·E log det(I + lo²·∇s(x_lo)) at x_lo = u0 + lo·z
+      (the posterior covariance of u0 given x_lo over lo², Tweedie's second moment, the same matrix as the last
+      ancestral step's): exact for a Gaussian and for well separated Gaussian modes, at d Jacobian-vector
+      products per sample; its eigenvalues are clipped to [1e-4, 1] (modes at most 100× narrower than lo).
     Returns (S,) entropies in nats."""
     num_samples = u0.shape[-2]
     var0 = jnp.maximum(jnp.var(u0, axis=-2, ddof=1), 1e-12)  # (S, d)
@@ -277,15 +291,28 @@ def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: 
     integrand = 0.5 * h[:, None] * jnp.mean(jnp.sum(scores**2, -1), -1)  # (nodes, S)
     reference = 0.5 * h[:, None] * jnp.sum(1.0 / (h[:, None, None] + var0), -1)
     top = 0.5 * jnp.log(2 * jnp.pi * jnp.e * (h1 + var0)) + var0**2 / (2 * (num_samples - 1) * (h1 + var0) ** 2)
-    reference_integral = 0.5 * jnp.log((h1 + var0) / var0)
+    lo = jnp.exp(log_lo)
+    entropy_lo = jnp.sum(top - 0.5 * jnp.log((h1 + var0) / (lo + var0)), -1) - width * jnp.sum(integrand - reference, 0)
+    if completion == "curvature":
+        return entropy_lo + _curvature_completion(score_fn, u0, schedule, lo, jax.random.fold_in(key, 1))
     # The Gaussian's part below std_lo, ½·log((lo + v)/v), is taken at the samples' v̂: E log v̂ = log v + b with
     # b = ψ(m/2) − log(m/2) for m = M − 1 degrees of freedom (−0.37 for M = 4), and log(lo + v̂) carries that bias
     # by about (v̂/(lo + v̂))² (all of it at lo = 0, none for lo ≫ v), so the part is overestimated by
     # −½·b·(1 − (v̂/(lo + v̂))²), which is added back.
     dof = num_samples - 1
     log_bias = jax.scipy.special.digamma(dof / 2) - jnp.log(dof / 2)
-    below_excess = -0.5 * log_bias * (1.0 - (var0 / (jnp.exp(log_lo) + var0)) ** 2)
-    return jnp.sum(top - reference_integral + below_excess, -1) - width * jnp.sum(integrand - reference, 0)
+    below = 0.5 * jnp.log((lo + var0) / var0) + 0.5 * log_bias * (1.0 - (var0 / (lo + var0)) ** 2)
+    return entropy_lo - jnp.sum(below, -1)
+
+
+def _curvature_completion(score_fn, u0, schedule: diffusion.VESchedule, lo, key):
+    """½·E log det(I + lo·∇s(x)) per state at x = u0 + √lo·z (lo a variance): H(p_0) − H(p_lo) for Gaussian modes."""
+    x = u0 + jnp.sqrt(lo) * jax.random.normal(key, u0.shape)
+    t = schedule.time_of_variance(lo)
+    jac = jacobian_rows(lambda y: score_fn(y, t), x)  # (S, M, d, d)
+    eye = jnp.eye(u0.shape[-1], dtype=u0.dtype)
+    eigenvalues = jnp.linalg.eigvalsh(eye + 0.5 * lo * (jac + jnp.swapaxes(jac, -1, -2)))
+    return 0.5 * jnp.mean(jnp.sum(jnp.log(jnp.clip(eigenvalues, CURVATURE_FLOOR, 1.0)), -1), -1)
 
 
 def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
@@ -324,7 +351,7 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         samples u0 (S, M, d) at obs (S, M, obs_dim): H(a) = H(u) + E Σ log(1 − tanh² u), H(u) by score_entropy."""
         score_fn = lambda x, t: score_net.apply(params, obs, x, t, alpha)
         h_u = score_entropy(score_fn, u0, schedule, key, config.entropy_nodes,
-                            config.score_std_min or ENTROPY_STD_LO)
+                            config.score_std_min or ENTROPY_STD_LO, config.entropy_completion)
         return jnp.mean(h_u + jnp.mean(diffusion.log_tanh_jacobian(u0), -1))
 
     def init(key):

@@ -134,7 +134,7 @@ def _sqrt_line(r):
     return chord + 0.5 * (tangent - chord - slope * tangent**2), slope
 
 
-def _jacobian_rows(fn, x):
+def jacobian_rows(fn, x):
     """∂fn/∂x of a row-wise fn at every row of x (..., d): (..., d, d), one JVP per input dimension."""
     dim = x.shape[-1]
     eye = jnp.eye(dim, dtype=x.dtype).reshape((dim,) + (1,) * (x.ndim - 1) + (dim,))
@@ -200,7 +200,7 @@ def ve_ancestral(
         z = jax.random.normal(step_key, shape)
         if noise == "point_mass":
             return x + delta * s + eta * jnp.sqrt(delta * h_n / h) * z
-        jac = _jacobian_rows(lambda y: score_fn(y, t), x)
+        jac = jacobian_rows(lambda y: score_fn(y, t), x)
         eye = jnp.eye(shape[-1], dtype=x.dtype)
         lam, vec = jnp.linalg.eigh(eye + 0.5 * delta * (jac + jnp.swapaxes(jac, -1, -2)))
         root = jnp.einsum("...ij,...j,...kj,...k->...i", vec, jnp.sqrt(jnp.clip(lam, 0.0, 1.0)), vec, z)
@@ -273,7 +273,7 @@ def probability_flow_heun(
     x, _ = jax.lax.scan(step, x, (times[:last], times[1:last + 1], std[:last], std[1:last + 1]))
     t, h = times[last], std[last] ** 2 - std[last + 1] ** 2
     s = score_fn(x, t)
-    jac = _jacobian_rows(lambda y: score_fn(y, t), x)
+    jac = jacobian_rows(lambda y: score_fn(y, t), x)
     lam, vec = jnp.linalg.eigh(0.5 * (jac + jnp.swapaxes(jac, -1, -2)))
     gain = h / (1.0 + jnp.sqrt(1.0 + jnp.clip(h * lam, -1.0, 0.0)))
     return x + jnp.einsum("...ij,...j,...kj,...k->...i", vec, gain, vec, s)
