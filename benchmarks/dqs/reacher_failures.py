@@ -1,0 +1,77 @@
+"""Where a trained DQS policy fails on reacher-hard, and whether the critic knows better than the policy.
+
+    python benchmarks/dqs/reacher_failures.py RUN [RUN ...] [--episodes 30]
+
+For each run folder's final checkpoint, the same episodes (seeds 1000+) with two action rules: the run's own
+evaluation (the noise-free chain) and best-of-16 (16 samples of the exploring policy, the one the twin critics'
+minimum ranks highest). For each, the mean return, the share of episodes above 100 (the finger found the target)
+and, over the failed episodes, the median closest distance between finger and target: a failure that passes near
+the target is a control problem, one that never comes near is a policy (and critic) that does not know the way.
+If best-of-16 rescues the failures the critic knows the way and the policy lags it; if not, the critic does not."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from boltzrl import diffusion, nets
+from boltzrl.envs import make_env
+from boltzrl.training import config_from_dict
+from boltzrl.training.evaluate_run import load_agent
+from boltzrl.training.run_folder import RunFolder, read_json
+
+CANDIDATES = 16
+
+
+def rollout(envs, act, key):
+    """(returns, closest finger-target distances) of one episode per env, all stepped together."""
+    obs = np.stack([env.reset(seed=1000 + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
+    returns, closest = np.zeros(len(envs)), np.full(len(envs), np.inf)
+    for _ in range(1000):
+        key, step_key = jax.random.split(key)
+        actions = np.asarray(act(jnp.asarray(obs), step_key))
+        for i, env in enumerate(envs):
+            obs[i], reward, *_ = env.step(actions[i])
+            returns[i] += reward
+            closest[i] = min(closest[i], float(env.unwrapped.physics.finger_to_target_dist()))
+    return returns, closest
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--episodes", type=int, default=30)
+    args = parser.parse_args()
+    print(f"<!-- {date.today()}, jax {jax.__version__}: python benchmarks/dqs/reacher_failures.py "
+          f"{' '.join(args.runs)} --episodes {args.episodes} -->")
+    print("| run | action rule | return | episodes > 100 | closest distance in the failed ones (median) |")
+    print("|---|---|---|---|---|")
+    envs = [make_env("reacher-hard", i) for i in range(args.episodes)]
+    for run in args.runs:
+        agent, state, _ = load_agent(run)
+        _, cfg, _ = config_from_dict(read_json(RunFolder(run).config_path))
+        critic = nets.Critics(2, cfg.critic_hidden, cfg.activation)
+
+        def best_of_n(obs, key):
+            many = jnp.repeat(obs, CANDIDATES, 0)
+            candidates = agent.act(state, many, key)[0]
+            q = critic.apply(state.critic, many, candidates).min(0)
+            return diffusion.best_of_n(candidates.reshape(obs.shape[0], CANDIDATES, -1),
+                                       q.reshape(obs.shape[0], CANDIDATES))
+
+        rules = {"evaluation chain": lambda obs, key: agent.act(state, obs, key, True)[0],
+                 f"best of {CANDIDATES} by the critics": best_of_n}
+        for name, rule in rules.items():
+            returns, closest = rollout(envs, jax.jit(rule), jax.random.PRNGKey(0))
+            found = returns > 100
+            failed = f"{np.median(closest[~found]):.3f}" if (~found).any() else "–"
+            print(f"| {run.rstrip('/').split('/')[-1]} | {name} | {returns.mean():.1f} | {found.sum()} / "
+                  f"{len(found)} | {failed} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
