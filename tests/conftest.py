@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from boltzrl.agents import ALGOS, get_algo, register_algo
-from boltzrl.agents.base import Agent, Batch, Rollout, random_batches
+from boltzrl.agents.base import Batch, Rollout, random_batches
 from boltzrl.training import Interrupted, train
 
 
@@ -131,7 +131,7 @@ class Interruptible:
                     os.kill(os.getpid(), signal.SIGINT)  # caught by the run's stop flag: stop after this iteration
                 return agent.update(state, data, key)
 
-            return Agent(agent.init, agent.act, update)
+            return agent._replace(update=update)
 
         self.names.append(f"{algo}-interruptible")
         register_algo(dataclasses.replace(spec, name=self.names[-1], make=make))

@@ -635,6 +635,20 @@ def test_ancestral_mean_chain_ends_at_the_posterior_mean():
         np.testing.assert_allclose(x, mu + v / (v + H1) * (x_t - mu), atol=1e-5)
 
 
+def test_ancestral_chain_with_given_draws_is_the_chain_of_its_keys():
+    """Given the very normals its key would draw (the start's, then one per step), the chain returns the same
+    samples; and draws of the wrong shape are refused."""
+    score = lambda x, t: -(x - 0.3) / (0.2**2 + DQS_VE.variance(t)) + 0.1 * jnp.sin(3.0 * x)
+    times, key, shape = ve_time_grid(DQS_VE, 5, "edm"), jax.random.PRNGKey(44), (16, 2)
+    start_key, step_key = jax.random.split(key)
+    draws = jnp.concatenate([jax.random.normal(start_key, shape)[None],
+                             jax.vmap(lambda k: jax.random.normal(k, shape))(jax.random.split(step_key, 5))])
+    np.testing.assert_allclose(ve_ancestral(score, jax.random.PRNGKey(0), shape, DQS_VE, times, draws=draws),
+                               ve_ancestral(score, key, shape, DQS_VE, times), atol=1e-6)
+    with pytest.raises(ValueError, match="draws must have shape"):
+        ve_ancestral(score, key, shape, DQS_VE, times, draws=draws[1:])
+
+
 def mixture_score(means, stds, weights):
     """Exact score of Σ_k w_k·N(μ_k, (σ_k² + h(t))·I) for x (n, d)."""
     means, var, log_w = jnp.asarray(means), jnp.asarray(stds) ** 2, jnp.log(jnp.asarray(weights))

@@ -342,6 +342,26 @@ def test_annealed_target_warms_early_and_cools_late(done, direction):
     assert float(info["target_entropy"]) == pytest.approx(expected, rel=1e-5)
 
 
+def test_exploring_actions_take_their_noise_from_outside():
+    """With the ancestral chain act takes the chain's N + 1 standard normal draws per action in place of its key's:
+    the same draws give the same actions whatever the key, other draws other actions, and the noise-free evaluation
+    ignores them. The Euler chain takes none."""
+    agent = make(DQSConfig(**FEW_STEPS), 3, 2)
+    assert agent.noise_dim == (5 + 1) * 2
+    assert make(DQSConfig(**SMALL), 3, 2).noise_dim == 0
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (8, 3))
+    noise = jax.random.normal(jax.random.PRNGKey(2), (8, agent.noise_dim))
+    first, _ = agent.act(state, obs, jax.random.PRNGKey(3), noise=noise)
+    second, _ = agent.act(state, obs, jax.random.PRNGKey(4), noise=noise)
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
+    other, _ = agent.act(state, obs, jax.random.PRNGKey(3), noise=-noise)
+    assert np.abs(np.asarray(other) - np.asarray(first)).max() > 0.05
+    evaluated, _ = agent.act(state, obs, jax.random.PRNGKey(3), True, noise=noise)
+    noise_free, _ = agent.act(state, obs, jax.random.PRNGKey(3), True)
+    np.testing.assert_array_equal(np.asarray(evaluated), np.asarray(noise_free))
+
+
 def test_fixed_temperature_state_is_unchanged():
     """Only alpha_schedule=auto adds log α to the state: fixed and geometric runs keep their checkpoint layout."""
     for preset in ("cpu", "maze"):
@@ -382,13 +402,15 @@ def test_auto_preset_and_bad_options():
             DQSConfig(**bad)
 
 
-def test_interrupted_auto_run_resumes_exactly(tmp_path, interruptible):
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_interrupted_auto_run_resumes_exactly(tmp_path, interruptible, beta):
     """The auto preset (tiny networks) stopped mid-run and resumed ends exactly like an uninterrupted run: α and
-    its optimiser state live in the agent's state."""
+    its optimiser state live in the agent's state; with pink exploration noise (β = 1) the resumed run draws the
+    same noise (the cut falls 20 steps into the run's second episode, after a new sequence began)."""
     name = interruptible.register("dqs")
     config = get_algo("dqs").config("auto", **{k: v for k, v in SMALL.items() if k != "denoising_steps"})
     cfg = TrainConfig(env="Pendulum-v1", steps=300, warmup_steps=100, batch_size=32, eval_every=100,
-                      eval_episodes=1, log_every=50, checkpoint_every=0, seed=1)
+                      eval_episodes=1, log_every=50, checkpoint_every=0, seed=1, exploration_noise_beta=beta)
     train(name, config, cfg, tmp_path / "full", verbose=False)
     interruptible.cut(name, config, cfg, tmp_path / "cut", after=120)
     train(name, config, cfg, tmp_path / "cut", resume=True, verbose=False)

@@ -22,7 +22,6 @@ HIDDEN = (32, 32)
 DRIVER = textwrap.dedent("""
     import ast, dataclasses, os, signal, sys
     from boltzrl.agents import get_algo, register_algo
-    from boltzrl.agents.base import Agent
     from boltzrl.training import TrainConfig, train
 
     out, kill_at, resume, settings = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", ast.literal_eval(sys.argv[4])
@@ -37,7 +36,7 @@ DRIVER = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
             return agent.update(state, data, key)
 
-        return Agent(agent.init, agent.act, update)
+        return agent._replace(update=update)
 
     register_algo(dataclasses.replace(spec, name="sac-killed", make=make))
     config = spec.config(None, actor_hidden=settings.pop("hidden"), critic_hidden=settings.pop("hidden2"))

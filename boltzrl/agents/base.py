@@ -75,6 +75,9 @@ class Agent(NamedTuple):
     init: Callable[[jax.Array], Any]
     act: Callable[..., tuple[jax.Array, dict]]
     update: Callable[..., tuple[Any, dict]]
+    noise_dim: int = 0
+    """Standard normal draws per exploring action that act(..., noise=(batch, noise_dim)) takes in place of its
+    key's, so that the training loop can correlate them along an episode (0: act draws its own only)."""
 
 
 class counted_jit:

@@ -324,8 +324,9 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     auto_alpha = config.alpha_schedule == "auto"
     alpha_opt = adam(config.alpha_lr)
 
-    def sample_pre_tanh(params, obs, alpha, key, sampler: str):
-        """Pre-tanh actions u (..., d) for obs (..., obs_dim): sampler is sde (η = 1), euler (η = 0) or ode."""
+    def sample_pre_tanh(params, obs, alpha, key, sampler: str, draws=None):
+        """Pre-tanh actions u (..., d) for obs (..., obs_dim): sampler is sde (η = 1), euler (η = 0) or ode.
+        draws (..., (N + 1)·d): the ancestral chain's standard normal inputs, in place of key's."""
         score_fn = lambda x, t: score_net.apply(params, obs, x, t, alpha)
         shape = obs.shape[:-1] + (act_dim,)
         if config.time_grid == "uniform" and config.sampler_step == "euler":  # the original sampler
@@ -340,7 +341,9 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
             return probability_flow_heun(score_fn, shape, schedule, times, key=key)
         eta = 1.0 if sampler == "sde" else 0.0
         if config.sampler_step == "ancestral":
-            return ve_ancestral(score_fn, key, shape, schedule, times, eta=eta)
+            if draws is not None:  # (..., (N + 1)·d) → (N + 1, ..., d), the chain's order
+                draws = jnp.moveaxis(draws.reshape(obs.shape[:-1] + (num_steps + 1, act_dim)), -2, 0)
+            return ve_ancestral(score_fn, key, shape, schedule, times, eta=eta, draws=draws)
         return ve_euler_maruyama_on_grid(score_fn, key, shape, schedule, times, eta=eta)
 
     def current_alpha(state):
@@ -367,9 +370,11 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         return DQSState(**fields)
 
     @counted_jit(static_argnames="deterministic")
-    def act(state: DQSState, obs, key, deterministic: bool = False):
+    def act(state: DQSState, obs, key, deterministic: bool = False, noise=None):
+        """noise (..., noise_dim): the exploring chain's standard normal inputs (ancestral steps only)."""
         sampler = config.eval_sampler if deterministic else "sde"
-        return jnp.tanh(sample_pre_tanh(state.score, obs, current_alpha(state), key, sampler)), {}
+        draws = None if deterministic else noise
+        return jnp.tanh(sample_pre_tanh(state.score, obs, current_alpha(state), key, sampler, draws)), {}
 
     def score_update(state: DQSState, batch, alpha, key):
         """One regression step of the score network on the iDEM target of the (already updated) online critics."""
@@ -431,7 +436,8 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     def update(state, batches, key):
         return scan_updates(step, state, batches, key)
 
-    return Agent(init, act, update)
+    noise_dim = (num_steps + 1) * act_dim if config.sampler_step == "ancestral" else 0
+    return Agent(init, act, update, noise_dim)
 
 
 SPEC = AlgoSpec(

@@ -151,6 +151,7 @@ def ve_ancestral(
     times,
     eta: float = 1.0,
     noise: str = "jacobian",
+    draws: jnp.ndarray | None = None,
 ) -> jnp.ndarray:
     """Reverse VE chain from x ~ N(0, h(t_0)·I) along `times`, one Gaussian transition per step.
 
@@ -172,32 +173,40 @@ def ve_ancestral(
     noise="point_mass" is the classical ancestral step (A = h_{i+1}/h_i·I, no Jacobian: exact for a point mass),
     which under-disperses a spread-out target at coarse steps. η = 0 keeps only the mean: a deterministic chain of
     posterior means that ends near a mode (for a Gaussian at μ + (x_T − μ)·v/(v + h(t_0))). score_fn(x, t) gets t
-    as a scalar float32 array and must act on each row of x separately (a batch of independent chains)."""
+    as a scalar float32 array and must act on each row of x separately (a batch of independent chains).
+    draws (len(times), *shape), if given, are the chain's standard normal inputs in place of key's: the start's, then
+    one per step, so that a caller can correlate them across calls."""
     if noise not in ANCESTRAL_NOISE:
         raise ValueError(f"noise must be one of {', '.join(ANCESTRAL_NOISE)}, got {noise!r}.")
     shape = tuple(shape)
     t_now, h_now, h_next = _grid_pairs(schedule, times)
-    init_key, noise_key = jax.random.split(key)
-    keys = jax.random.split(noise_key, t_now.shape[0])
+    if draws is None:
+        init_key, noise_key = jax.random.split(key)
+        start, per_step = jax.random.normal(init_key, shape), jax.random.split(noise_key, t_now.shape[0])
+        normal = lambda step_key: jax.random.normal(step_key, shape)
+    else:
+        if draws.shape != (t_now.shape[0] + 1,) + shape:
+            raise ValueError(f"draws must have shape {(t_now.shape[0] + 1,) + shape}, got {draws.shape}.")
+        start, per_step, normal = draws[0], draws[1:], lambda z: z
 
     def step(x, inputs):
-        t, h, h_n, step_key = inputs
+        t, h, h_n, step_input = inputs
         delta = h - h_n
         if eta == 0.0:
             return x + delta * score_fn(x, t), None
-        z = jax.random.normal(step_key, shape)
+        z = normal(step_input)
         if noise == "point_mass":
             return x + delta * score_fn(x, t) + eta * jnp.sqrt(delta * h_n / h) * z, None
         s, jac_z = jax.jvp(lambda y: score_fn(y, t), (x,), (z,))
         c0, c1 = _sqrt_line(h_n / h)
         return x + delta * s + eta * jnp.sqrt(delta) * ((c0 + c1) * z + c1 * delta * jac_z), None
 
-    def last_step(x, t, h, h_n, step_key):
+    def last_step(x, t, h, h_n, step_input):
         delta = h - h_n
         s = score_fn(x, t)
         if eta == 0.0:
             return x + delta * s
-        z = jax.random.normal(step_key, shape)
+        z = normal(step_input)
         if noise == "point_mass":
             return x + delta * s + eta * jnp.sqrt(delta * h_n / h) * z
         jac = jacobian_rows(lambda y: score_fn(y, t), x)
@@ -206,9 +215,10 @@ def ve_ancestral(
         root = jnp.einsum("...ij,...j,...kj,...k->...i", vec, jnp.sqrt(jnp.clip(lam, 0.0, 1.0)), vec, z)
         return x + delta * s + eta * jnp.sqrt(delta) * root
 
-    x = jnp.sqrt(h_now[0]) * jax.random.normal(init_key, shape)
-    x, _ = jax.lax.scan(step, x, (t_now[:-1], h_now[:-1], h_next[:-1], keys[:-1]))
-    return last_step(x, t_now[-1], h_now[-1], h_next[-1], keys[-1])
+    x = jnp.sqrt(h_now[0]) * start
+    x, _ = jax.lax.scan(step, x, (t_now[:-1], h_now[:-1], h_next[:-1], per_step[:-1]))
+    return last_step(x, t_now[-1], h_now[-1], h_next[-1], per_step[-1])
+
 
 
 def ve_euler_maruyama_on_grid(

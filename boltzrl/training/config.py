@@ -30,6 +30,10 @@ class TrainConfig:
     """Vector-env iterations between compiled update calls (each call runs the updates owed so far)."""
     warmup_steps: int = 5_000
     """Environment steps with uniformly random actions before learning starts."""
+    exploration_noise_beta: float = 0.0
+    """Exponent β of the 1/f^β spectrum over time of the exploring policy's noise in each episode (off-policy): 0
+    independent at every step, 1 pink (successive actions correlated, each still a sample of the policy), 2 near a
+    random walk. Needs an agent that takes its noise from outside (`boltzrl.training.exploration_noise`)."""
     batch_size: int = 256
     """Minibatch size (off-policy)."""
     buffer_size: int = 1_000_000
@@ -58,6 +62,8 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(self, name)}.")
         if not math.isfinite(self.utd):
             raise ValueError(f"--utd must be finite, got {self.utd}.")
+        if not 0.0 <= self.exploration_noise_beta <= 2.0:
+            raise ValueError(f"--exploration-noise-beta must lie in [0, 2], got {self.exploration_noise_beta}.")
         if self.wandb_project:
             from boltzrl.training.wandb_log import require_wandb
 

@@ -2,7 +2,8 @@
 gradient steps owed so far, in one compiled call.
 
 Uniformly random actions fill the first `warmup_steps`; afterwards `utd` gradient steps are owed per env step. An
-agent that rewrites its replay rows (info[REPLAY_ACTIONS]) has them written back here.
+agent that rewrites its replay rows (info[REPLAY_ACTIONS]) has them written back here. With
+`exploration_noise_beta` > 0 the exploring actions take their standard normal draws from a `ColoredNoise`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from boltzrl.agents.base import REPLAY_ACTIONS
 from boltzrl.training.config import TrainConfig
+from boltzrl.training.exploration_noise import ColoredNoise
 from boltzrl.training.loop_state import ACT_STREAM, UPDATE_STREAM, LoopState, check_finite, step_key
 from boltzrl.training.replay import ReplayBuffer
 
@@ -37,6 +39,12 @@ class OffPolicyCollector:
         self.agent, self.envs, self.cfg = agent, envs, cfg
         self.act_shape = envs.single_action_space.shape
         self.buffer = ReplayBuffer(cfg.buffer_size, envs.single_observation_space.shape[0], self.act_shape[0])
+        self.noise = None
+        if cfg.exploration_noise_beta:
+            if not agent.noise_dim:
+                raise ValueError("--exploration-noise-beta needs an agent whose exploring actions take their noise "
+                                 "from outside (dqs with --sampler-step ancestral); this one draws its own.")
+            self.noise = ColoredNoise(cfg.exploration_noise_beta, cfg.num_envs, agent.noise_dim, cfg.seed)
 
     def start(self):
         self.rng = np.random.default_rng(self.cfg.seed)
@@ -44,7 +52,8 @@ class OffPolicyCollector:
 
     # checkpoint ---------------------------------------------------------------------------------------------
     def loop_fields(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "obs": np.asarray(self.obs).tolist()}
+        fields = {"rng": self.rng.bit_generator.state, "obs": np.asarray(self.obs).tolist()}
+        return fields if self.noise is None else {**fields, "exploration_noise": self.noise.fields()}
 
     def memory_bytes(self) -> bytes:
         return self.buffer.to_bytes()
@@ -59,6 +68,8 @@ class OffPolicyCollector:
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = fields["rng"]
         self.obs = np.array(fields["obs"], np.float32)
+        if self.noise is not None:
+            self.noise.restore(fields["exploration_noise"])
 
     # one vector-env step ------------------------------------------------------------------------------------
     def iteration(self, state, loop: LoopState, accumulate: Callable[[dict, int], None]):
@@ -67,11 +78,14 @@ class OffPolicyCollector:
             actions = self.rng.uniform(-1.0, 1.0, (cfg.num_envs,) + self.act_shape).astype(np.float32)
         else:
             key = step_key(cfg.seed, ACT_STREAM, loop.iterations)
-            actions = np.asarray(self.agent.act(state, self.obs, key, deterministic=False)[0])
+            noise = {} if self.noise is None else {"noise": self.noise.draw()}
+            actions = np.asarray(self.agent.act(state, self.obs, key, deterministic=False, **noise)[0])
             check_finite("the policy returned {} actions, which were not passed to the environment", actions)
         next_obs, reward, terminated, truncated, infos = self.envs.step(actions)
         check_environment(next_obs, reward)
         done = np.logical_or(terminated, truncated)
+        if self.noise is not None:
+            self.noise.episodes_ended(done)
         self.buffer.add(self.obs, actions, reward, real_next_obs(next_obs, done, infos), terminated)
         self.obs = next_obs
         loop.record_rewards(reward, done)
