@@ -48,9 +48,11 @@ def test_restored_noise_continues_with_the_draws_it_would_have_made():
     np.testing.assert_array_equal(draws(restored, 40), draws(noise, 40))
 
 
-def test_an_agent_that_draws_its_own_noise_refuses_correlated_noise(tmp_path):
+def test_agents_that_draw_their_own_noise_refuse_correlated_noise(tmp_path):
     cfg = TrainConfig(env="Pendulum-v1", steps=300, warmup_steps=100, batch_size=32, exploration_noise_beta=1.0)
     with pytest.raises(ValueError, match="exploration-noise-beta needs an agent"):
         train("sac", get_algo("sac").config(), cfg, tmp_path / "run", verbose=False)
+    with pytest.raises(ValueError, match="is for off-policy agents"):
+        train("ppo", get_algo("ppo").config(), cfg, tmp_path / "ppo", verbose=False)
     with pytest.raises(ValueError, match="must lie in"):
         TrainConfig(exploration_noise_beta=-1.0).validate()

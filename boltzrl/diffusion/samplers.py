@@ -220,7 +220,6 @@ def ve_ancestral(
     return last_step(x, t_now[-1], h_now[-1], h_next[-1], per_step[-1])
 
 
-
 def ve_euler_maruyama_on_grid(
     score_fn: Callable,
     key: jax.Array,

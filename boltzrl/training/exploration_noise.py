@@ -35,6 +35,8 @@ def power_law_noise(rng: np.random.Generator, beta: float, steps: int, dim: int)
 
 
 class ColoredNoise:
+    """The draws of `num_envs` envs, `dim` per step, each env along its own episodes."""
+
     def __init__(self, beta: float, num_envs: int, dim: int, seed: int, horizon: int = HORIZON):
         self.beta, self.dim, self.seed, self.horizon = beta, dim, seed, horizon
         self.sequence_index = [0] * num_envs

@@ -21,6 +21,9 @@ from boltzrl.training.offpolicy import check_environment, real_next_obs
 
 class OnPolicyCollector:
     def __init__(self, agent, envs, cfg: TrainConfig):
+        if cfg.exploration_noise_beta:
+            raise ValueError("--exploration-noise-beta is for off-policy agents; this one is on-policy and draws "
+                             "its own noise.")
         self.agent, self.envs, self.cfg = agent, envs, cfg
 
     def start(self):
