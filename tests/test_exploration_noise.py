@@ -56,3 +56,15 @@ def test_agents_that_draw_their_own_noise_refuse_correlated_noise(tmp_path):
         train("ppo", get_algo("ppo").config(), cfg, tmp_path / "ppo", verbose=False)
     with pytest.raises(ValueError, match="must lie in"):
         TrainConfig(exploration_noise_beta=-1.0).validate()
+
+
+def test_mixing_in_independent_draws_keeps_them_standard_normal_and_weakens_the_correlation():
+    """With a correlated share w the draws are √w·pink + √(1 − w)·independent: variance 1 within ±0.03 over 4 envs ×
+    64 dims × 1000 steps, lag-one correlation w times pink's (0.76) within ±0.04, and the pink draws themselves at
+    w = 1."""
+    for share in (1.0, 0.5, 0.0):
+        noise = ColoredNoise(1.0, num_envs=4, dim=64, seed=0)
+        x = np.stack([noise.draw(share) for _ in range(1000)])
+        assert abs(x.var() - 1.0) < 0.03, (share, x.var())
+        assert abs(np.mean(x[1:] * x[:-1]) - 0.76 * share) < 0.04, (share, np.mean(x[1:] * x[:-1]))
+    np.testing.assert_array_equal(ColoredNoise(1.0, 2, 3, seed=1).draw(1.0), ColoredNoise(1.0, 2, 3, seed=1).draw())

@@ -34,6 +34,9 @@ class TrainConfig:
     """Exponent β of the 1/f^β spectrum over time of the exploring policy's noise in each episode (off-policy): 0
     independent at every step, 1 pink (successive actions correlated, each still a sample of the policy), 2 near a
     random walk. Needs an agent that takes its noise from outside (`boltzrl.training.exploration_noise`)."""
+    exploration_noise_horizon: int = 0
+    """Environment steps over which the correlated share of that noise falls linearly from 1 to 0, the rest
+    independent at every step (0: correlated for the whole run)."""
     batch_size: int = 256
     """Minibatch size (off-policy)."""
     buffer_size: int = 1_000_000
@@ -57,7 +60,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
-        for name in ["seed", "utd", "warmup_steps", "checkpoint_every"]:
+        for name in ["seed", "utd", "warmup_steps", "checkpoint_every", "exploration_noise_horizon"]:
             if not getattr(self, name) >= 0:  # also refuses NaN
                 raise ValueError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(self, name)}.")
         if not math.isfinite(self.utd):

@@ -6,6 +6,9 @@ policy; only successive actions are correlated: β = 1 (pink) keeps a direction 
 independent noise every agent uses by default, β = 2 is close to a random walk (Eberhard et al., "Pink noise is
 all you need", ICLR 2023).
 
+The correlated share of the noise may fall over training (`draw(correlated_share)` mixes in independent draws):
+correlated steps find a sparse reward sooner, independent ones let a fine-tuned gait be refined.
+
 The draws of env i come in sequences of `horizon` steps, each from its own generator seeded by (run seed, env,
 sequence number); a new sequence starts when the env's episode ends or the sequence runs out. So the state to
 checkpoint is two small integer lists, and a resumed run regenerates exactly the draws it would have used.
@@ -44,22 +47,27 @@ class ColoredNoise:
         self.sequences = [self._sequence(env) for env in range(num_envs)]
 
     def _sequence(self, env: int) -> np.ndarray:
+        """(2, horizon, dim): the correlated draws and independent ones to mix them with."""
         rng = np.random.default_rng([self.seed, NOISE_STREAM, env, self.sequence_index[env]])
-        return power_law_noise(rng, self.beta, self.horizon, self.dim)
+        correlated = power_law_noise(rng, self.beta, self.horizon, self.dim)
+        return np.stack([correlated, rng.standard_normal(correlated.shape, np.float32)])
 
     def _start_next(self, env: int) -> None:
         self.sequence_index[env] += 1
         self.position[env] = 0
         self.sequences[env] = self._sequence(env)
 
-    def draw(self) -> np.ndarray:
-        """This step's draws, (num_envs, dim)."""
+    def draw(self, correlated_share: float = 1.0) -> np.ndarray:
+        """This step's draws, (num_envs, dim): √w·correlated + √(1 − w)·independent for w = correlated_share, still
+        exactly N(0, 1) each (the two parts are independent)."""
         for env, position in enumerate(self.position):
             if position == self.horizon:
                 self._start_next(env)
-        rows = np.stack([seq[pos] for seq, pos in zip(self.sequences, self.position)])
+        rows = np.stack([seq[:, pos] for seq, pos in zip(self.sequences, self.position)])  # (envs, 2, dim)
         self.position = [pos + 1 for pos in self.position]
-        return rows
+        if correlated_share >= 1.0:
+            return rows[:, 0]
+        return np.sqrt(correlated_share) * rows[:, 0] + np.sqrt(1.0 - correlated_share) * rows[:, 1]
 
     def episodes_ended(self, done) -> None:
         """Start fresh sequences for the envs whose episode just ended."""

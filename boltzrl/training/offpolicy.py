@@ -46,6 +46,10 @@ class OffPolicyCollector:
                                  "from outside (dqs with --sampler-step ancestral); this one draws its own.")
             self.noise = ColoredNoise(cfg.exploration_noise_beta, cfg.num_envs, agent.noise_dim, cfg.seed)
 
+    def _correlated_share(self, env_steps: int) -> float:
+        horizon = self.cfg.exploration_noise_horizon
+        return 1.0 if horizon == 0 else max(0.0, 1.0 - env_steps / horizon)
+
     def start(self):
         self.rng = np.random.default_rng(self.cfg.seed)
         self.obs, _ = self.envs.reset(seed=self.cfg.seed)
@@ -78,7 +82,7 @@ class OffPolicyCollector:
             actions = self.rng.uniform(-1.0, 1.0, (cfg.num_envs,) + self.act_shape).astype(np.float32)
         else:
             key = step_key(cfg.seed, ACT_STREAM, loop.iterations)
-            noise = {} if self.noise is None else {"noise": self.noise.draw()}
+            noise = {} if self.noise is None else {"noise": self.noise.draw(self._correlated_share(loop.env_steps))}
             actions = np.asarray(self.agent.act(state, self.obs, key, deterministic=False, **noise)[0])
             check_finite("the policy returned {} actions, which were not passed to the environment", actions)
         next_obs, reward, terminated, truncated, infos = self.envs.step(actions)
