@@ -4,8 +4,9 @@
 
 For each run folder: 256 states from its replay buffer, 4 exploring samples (the behaviour chain) at each, and the
 pre-tanh entropy per action dimension from `score_entropy` with the `gaussian` and the `curvature` completion, each
-averaged over 20 estimator draws; beside them, how much of the samples' spread at a state is between clusters
-(the share of the 4 samples' variance that the score's local Gaussians do not account for)."""
+averaged over 20 estimator draws; beside them, the median over states of the variance the score's Jacobian at
+score_std_min implies for each sample's neighbourhood over the 4 samples' variance (far below 1 if a state's
+samples fall into several modes narrower than that std)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl import diffusion, nets
-from boltzrl.agents.dqs import score_entropy
+from boltzrl.agents.dqs import ENTROPY_STD_LO, score_entropy
 from boltzrl.diffusion import pre_tanh
 from boltzrl.diffusion.samplers import jacobian_rows
 from boltzrl.training import config_from_dict
@@ -46,7 +47,7 @@ def main():
         net = nets.ScoreNet(cfg.actor_width, cfg.actor_blocks, act_dim, embed_dim=cfg.embed_dim)
         score_fn = lambda x, t: net.apply(state.score, obs3, x, t, alpha)
         schedule = diffusion.VESchedule(cfg.sigma_min, cfg.sigma_max)
-        lo = cfg.score_std_min or 1e-4
+        lo = cfg.score_std_min or ENTROPY_STD_LO
         keys = jax.random.split(jax.random.PRNGKey(2), DRAWS)
         h = {c: float(jnp.mean(jax.vmap(lambda k: score_entropy(score_fn, u0, schedule, k, cfg.entropy_nodes, lo, c))(
             keys))) / act_dim for c in ("gaussian", "curvature")}

@@ -284,7 +284,7 @@ def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: 
     h1 = schedule.variance(1.0)
     log_lo, log_hi = 2.0 * jnp.log(jnp.float32(std_lo)), jnp.log(h1)
     width = (log_hi - log_lo) / num_nodes
-    shift_key, noise_key = jax.random.split(key)
+    shift_key, noise_key, completion_key = jax.random.split(key, 3)  # the first two are split(key)'s
     h = jnp.exp(log_lo + (jnp.arange(num_nodes) + jax.random.uniform(shift_key)) * width)
     z = jax.random.normal(noise_key, (num_nodes,) + u0.shape)
     scores = jax.vmap(score_fn)(u0 + jnp.sqrt(h)[:, None, None, None] * z, schedule.time_of_variance(h))
@@ -294,7 +294,7 @@ def score_entropy(score_fn, u0, schedule: diffusion.VESchedule, key, num_nodes: 
     lo = jnp.exp(log_lo)
     entropy_lo = jnp.sum(top - 0.5 * jnp.log((h1 + var0) / (lo + var0)), -1) - width * jnp.sum(integrand - reference, 0)
     if completion == "curvature":
-        return entropy_lo + _curvature_completion(score_fn, u0, schedule, lo, jax.random.fold_in(key, 1))
+        return entropy_lo + _curvature_completion(score_fn, u0, schedule, lo, completion_key)
     # The Gaussian's part below std_lo, ½·log((lo + v)/v), is taken at the samples' v̂: E log v̂ = log v + b with
     # b = ψ(m/2) − log(m/2) for m = M − 1 degrees of freedom (−0.37 for M = 4), and log(lo + v̂) carries that bias
     # by about (v̂/(lo + v̂))² (all of it at lo = 0, none for lo ≫ v), so the part is overestimated by
