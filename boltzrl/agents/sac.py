@@ -70,10 +70,13 @@ def make(config: SACConfig, obs_dim: int, act_dim: int) -> Agent:
         )
 
     @counted_jit(static_argnames="deterministic")
-    def act(state: SACState, obs, key, deterministic: bool = False):
+    def act(state: SACState, obs, key, deterministic: bool = False, noise=None):
+        """noise (..., act_dim): the exploring action's standard normal draws, tanh(mean + std·noise)."""
         mean, log_std = actor_net.apply(state.actor, obs)
         if deterministic:
             return jnp.tanh(mean), {}
+        if noise is not None:
+            return jnp.tanh(mean + jnp.exp(log_std) * noise), {}
         return sample_tanh_gaussian(mean, log_std, key)[0], {}
 
     def step(state: SACState, batch, key):
@@ -107,7 +110,7 @@ def make(config: SACConfig, obs_dim: int, act_dim: int) -> Agent:
     def update(state, batches, key):
         return scan_updates(step, state, batches, key)
 
-    return Agent(init, act, update)
+    return Agent(init, act, update, noise_dim=act_dim)
 
 
 SPEC = AlgoSpec(
