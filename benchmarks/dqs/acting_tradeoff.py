@@ -29,10 +29,8 @@ import jax
 import numpy as np
 
 from boltzrl.agents.dqs import EVAL_SAMPLERS
-from boltzrl.training import config_from_dict
-from boltzrl.training.evaluate_run import load_agent
+from boltzrl.training.evaluate_run import load_agent, load_run_config
 from boltzrl.training.evaluation import Evaluator
-from boltzrl.training.run_folder import RunFolder, read_json
 
 # (time grid, step rule, N): the paper's uniform Euler chain, the same rule on the edm grid, and ancestral steps.
 CHAINS = [("uniform", "euler", n) for n in (5, 10, 20)] + [("edm", "euler", n) for n in (5, 8, 20)] + \
@@ -55,7 +53,7 @@ def main():
     if sys.argv[3:] and not trained_only:
         sys.exit(f"unknown option {sys.argv[3:]}; the only one is `trained`")
     _, state, train_cfg = load_agent(run)
-    spec, agent_cfg, _ = config_from_dict(read_json(RunFolder(run).config_path))
+    spec, agent_cfg, _ = load_run_config(run)
     chains = [(agent_cfg.time_grid, agent_cfg.sampler_step, agent_cfg.denoising_steps)] if trained_only else CHAINS
     evaluator = Evaluator(train_cfg.env, episodes, seed=123)
     obs_dim = evaluator.envs.single_observation_space.shape[0]

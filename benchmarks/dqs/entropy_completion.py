@@ -21,9 +21,7 @@ from boltzrl import diffusion, nets
 from boltzrl.agents.dqs import ENTROPY_STD_LO, score_entropy
 from boltzrl.diffusion import pre_tanh
 from boltzrl.diffusion.samplers import jacobian_rows
-from boltzrl.training import config_from_dict
-from boltzrl.training.evaluate_run import load_agent
-from boltzrl.training.run_folder import RunFolder, read_json
+from boltzrl.training.evaluate_run import load_agent, load_run_config
 
 STATES, SAMPLES, DRAWS = 256, 4, 20
 
@@ -35,7 +33,7 @@ def main():
     print("|---|---|---|---|---|---|")
     for run in sys.argv[1:]:
         agent, state, _ = load_agent(run)
-        _, cfg, _ = config_from_dict(read_json(RunFolder(run).config_path))
+        _, cfg, _ = load_run_config(run)
         replay = np.load(f"{run}/checkpoint/replay.npz")
         rows = np.random.default_rng(0).choice(int(replay["size"]), STATES, replace=False)
         obs = jnp.asarray(np.repeat(replay["next_obs"][rows], SAMPLES, 0))

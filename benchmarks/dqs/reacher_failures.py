@@ -20,9 +20,7 @@ import numpy as np
 
 from boltzrl import diffusion, nets
 from boltzrl.envs import make_env
-from boltzrl.training import config_from_dict
-from boltzrl.training.evaluate_run import load_agent
-from boltzrl.training.run_folder import RunFolder, read_json
+from boltzrl.training.evaluate_run import load_agent, load_run_config
 
 CANDIDATES = 16
 
@@ -53,7 +51,7 @@ def main():
     envs = [make_env("reacher-hard", i) for i in range(args.episodes)]
     for run in args.runs:
         agent, state, _ = load_agent(run)
-        _, cfg, _ = config_from_dict(read_json(RunFolder(run).config_path))
+        _, cfg, _ = load_run_config(run)
         critic = nets.Critics(2, cfg.critic_hidden, cfg.activation)
 
         def best_of_n(obs, key):

@@ -19,15 +19,20 @@ def run_folder_of(run: str | Path) -> RunFolder:
     return RunFolder(path.parent if path.name == CHECKPOINT else path)
 
 
-def load_agent(run: str | Path):
-    """(agent, state, train config) restored from a run folder or its checkpoint folder."""
+def load_run_config(run: str | Path):
+    """(algorithm spec, agent config, train config) of a run folder or its checkpoint folder."""
     folder = run_folder_of(run)
     if not folder.has_run():
         raise FileNotFoundError(f"{run} is not a run folder (no config.json).")
-    agent_file = folder.checkpoint_dir / "agent.msgpack"
+    return config_from_dict(folder.read_config(), folder.config_path)
+
+
+def load_agent(run: str | Path):
+    """(agent, state, train config) restored from a run folder or its checkpoint folder."""
+    spec, agent_cfg, train_cfg = load_run_config(run)
+    agent_file = run_folder_of(run).checkpoint_dir / "agent.msgpack"
     if not agent_file.exists():
         raise FileNotFoundError(f"{run} has no checkpoint yet.")
-    spec, agent_cfg, train_cfg = config_from_dict(folder.read_config(), folder.config_path)
     from boltzrl.envs import make_env
 
     env = make_env(train_cfg.env, 0)
