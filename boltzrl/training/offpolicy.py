@@ -43,7 +43,8 @@ class OffPolicyCollector:
         if cfg.exploration_noise_beta:
             if not agent.noise_dim:
                 raise ValueError("--exploration-noise-beta needs an agent whose exploring actions take their noise "
-                                 "from outside (sac, or dqs with --sampler-step ancestral); this one draws its own.")
+                                 "from outside (sac, or dqs with --sampler-step ancestral); this one draws its own "
+                                 "(--exploration-noise-beta 0 turns it off).")
             self.noise = ColoredNoise(cfg.exploration_noise_beta, cfg.num_envs, agent.noise_dim, cfg.seed)
 
     def _correlated_share(self, env_steps: int) -> float:
