@@ -156,7 +156,8 @@ def test_dqs_with_automatic_temperature_learns_pendulum(tmp_path):
     score trained from std 0.1 under a uniform loss weight (the preset since): −124 / −164 / −149 at 10k."""
     spec = get_algo("dqs")
     cfg = TrainConfig(env="Pendulum-v1", steps=10_000, warmup_steps=2_000, batch_size=64, utd=0.5, eval_every=10_000,
-                      eval_episodes=10, checkpoint_every=0, seed=0)
+                      eval_episodes=10, checkpoint_every=0, seed=0,
+                      exploration_noise_beta=spec.preset("auto").train["exploration_noise_beta"])
     config = spec.config("auto", target_entropy_start_per_dim=None)
     summary = train("dqs", config, cfg, tmp_path / "run", verbose=False)
     assert summary["final_eval_return"] >= -300, summary
@@ -389,6 +390,7 @@ def test_auto_preset_and_bad_options():
     assert auto.num_mc_samples == get_algo("dqs").config("cpu").num_mc_samples
     assert (auto.target_entropy_start_per_dim, auto.target_entropy_per_dim) == (0.0, -1.0)
     assert (auto.score_std_min, auto.score_loss_weight) == (auto.grid_std_min, "uniform")
+    assert get_algo("dqs").preset("auto").train["exploration_noise_beta"] == 0.5
     for bad, message in [(dict(time_grid="cosine"), "time_grid"), (dict(sampler_step="heun"), "sampler_step"),
                          (dict(entropy_samples=1), "entropy_samples"), (dict(alpha_schedule="sac"), "alpha_schedule"),
                          (dict(time_grid="edm", grid_std_min=2.0), "grid_std_min"),

@@ -52,7 +52,7 @@ def test_restored_noise_continues_with_the_draws_it_would_have_made():
 
 def test_agents_that_draw_their_own_noise_refuse_correlated_noise(tmp_path):
     cfg = TrainConfig(env="Pendulum-v1", steps=300, warmup_steps=100, batch_size=32, exploration_noise_beta=1.0)
-    with pytest.raises(ValueError, match="exploration-noise-beta needs an agent"):
+    with pytest.raises(ValueError, match="needs an agent whose exploring actions"):
         train("td3", get_algo("td3").config(), cfg, tmp_path / "run", verbose=False)
     with pytest.raises(ValueError, match="is for off-policy agents"):
         train("ppo", get_algo("ppo").config(), cfg, tmp_path / "ppo", verbose=False)
