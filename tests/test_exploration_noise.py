@@ -53,7 +53,7 @@ def test_restored_noise_continues_with_the_draws_it_would_have_made():
 def test_agents_that_draw_their_own_noise_refuse_correlated_noise(tmp_path):
     cfg = TrainConfig(env="Pendulum-v1", steps=300, warmup_steps=100, batch_size=32, exploration_noise_beta=1.0)
     with pytest.raises(ValueError, match="needs an agent whose exploring actions"):
-        train("td3", get_algo("td3").config(), cfg, tmp_path / "run", verbose=False)
+        train("qsm", get_algo("qsm").config(), cfg, tmp_path / "run", verbose=False)
     with pytest.raises(ValueError, match="is for off-policy agents"):
         train("ppo", get_algo("ppo").config(), cfg, tmp_path / "ppo", verbose=False)
     with pytest.raises(ValueError, match="must lie in"):
@@ -72,10 +72,13 @@ def test_mixing_in_independent_draws_keeps_them_standard_normal_and_weakens_the_
     np.testing.assert_array_equal(ColoredNoise(1.0, 2, 3, seed=1).draw(1.0), ColoredNoise(1.0, 2, 3, seed=1).draw())
 
 
-def test_sac_explores_with_the_noise_it_is_given(tmp_path):
-    """SAC's exploring action is tanh(mean + std·noise) for given draws: zero noise gives the evaluation action,
-    the same draws the same action whatever the key; and a short run with pink noise trains."""
-    agent = get_algo("sac").make(get_algo("sac").config(), 3, 2)
+@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg"])
+def test_gaussian_explorers_explore_with_the_noise_they_are_given(algo, tmp_path):
+    """SAC's exploring action is tanh(mean + std·noise), TD3's and DDPG's clip(μ + σ·noise), for given draws:
+    zero noise gives the evaluation action, the same draws the same action whatever the key; and a short run with
+    pink noise trains and checkpoints the noise."""
+    spec = get_algo(algo)
+    agent = spec.make(spec.config(), 3, 2)
     assert agent.noise_dim == 2
     state, obs = agent.init(jax.random.PRNGKey(0)), jnp.ones((4, 3))
     noise = jax.random.normal(jax.random.PRNGKey(1), (4, 2))
@@ -86,5 +89,5 @@ def test_sac_explores_with_the_noise_it_is_given(tmp_path):
                                agent.act(state, obs, jax.random.PRNGKey(2), True)[0], atol=1e-6)
     cfg = TrainConfig(env="Pendulum-v1", steps=300, warmup_steps=100, batch_size=32, eval_episodes=1,
                       exploration_noise_beta=1.0)
-    train("sac", get_algo("sac").config(), cfg, tmp_path / "run", verbose=False)
+    train(algo, spec.config(), cfg, tmp_path / "run", verbose=False)
     assert (tmp_path / "run" / "checkpoint" / "loop.json").read_text().count("sequence_index") == 1

@@ -69,11 +69,14 @@ def make(config: TD3Config, obs_dim: int, act_dim: int) -> Agent:
         )
 
     @counted_jit(static_argnames="deterministic")
-    def act(state: TD3State, obs, key, deterministic: bool = False):
+    def act(state: TD3State, obs, key, deterministic: bool = False, noise=None):
+        """noise (..., act_dim): the exploring action's standard normal draws, clip(μ + σ·noise)."""
         action = actor_net.apply(state.actor, obs)
         if deterministic:
             return action, {}
-        return jnp.clip(action + config.exploration_noise * jax.random.normal(key, action.shape), -1.0, 1.0), {}
+        if noise is None:
+            noise = jax.random.normal(key, action.shape)
+        return jnp.clip(action + config.exploration_noise * noise, -1.0, 1.0), {}
 
     def step(state: TD3State, batch, key):
         next_action = actor_net.apply(state.target_actor, batch.next_obs)
@@ -101,7 +104,7 @@ def make(config: TD3Config, obs_dim: int, act_dim: int) -> Agent:
     def update(state, batches, key):
         return scan_updates(step, state, batches, key)
 
-    return Agent(init, act, update)
+    return Agent(init, act, update, noise_dim=act_dim)
 
 
 TD3_SPEC = AlgoSpec(

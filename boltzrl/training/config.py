@@ -33,8 +33,8 @@ class TrainConfig:
     exploration_noise_beta: float = 0.0
     """Exponent β of the 1/f^β spectrum over time of the exploring policy's noise in each episode (off-policy):
     β = 0 independent at every step, 1 pink (successive actions correlated, each still a sample of the policy), 2 near
-    a random walk (DQS's auto preset: 0.5). Needs an agent that takes its noise from outside: sac, dqs with ancestral
-    steps (`boltzrl.training.exploration_noise`)."""
+    a random walk (DQS's auto preset: 0.5). Needs an agent that takes its noise from outside: sac, td3, ddpg, dqs with
+    ancestral steps (`boltzrl.training.exploration_noise`)."""
     exploration_noise_horizon: int = 0
     """Environment steps over which the correlated share of that noise falls linearly from 1 to 0, the rest
     independent at every step (0: correlated for the whole run)."""

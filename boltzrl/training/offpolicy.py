@@ -43,9 +43,9 @@ class OffPolicyCollector:
         if cfg.exploration_noise_beta:
             if not agent.noise_dim:
                 raise ValueError(f"--exploration-noise-beta {cfg.exploration_noise_beta:g} (given or the preset's) "
-                                 "needs an agent whose exploring actions take their noise from outside (sac, or dqs "
-                                 "with --sampler-step ancestral); this one draws its own (--exploration-noise-beta 0 "
-                                 "turns it off).")
+                                 "needs an agent whose exploring actions take their noise from outside (sac, td3, "
+                                 "ddpg, or dqs with --sampler-step ancestral); this one draws its own "
+                                 "(--exploration-noise-beta 0 turns it off).")
             self.noise = ColoredNoise(cfg.exploration_noise_beta, cfg.num_envs, agent.noise_dim, cfg.seed)
 
     def _correlated_share(self, env_steps: int) -> float:
