@@ -49,6 +49,16 @@ def runs_dir(tmp_path):
     return root
 
 
+def test_runs_outside_a_sweep_are_told_apart_by_preset_and_the_default_preset_is_no_preset(tmp_path):
+    for name, preset in [("old", None), ("new", "default"), ("cheap", "cpu")]:
+        folder = tmp_path / name
+        folder.mkdir()
+        config = {"algo": "sac", "preset": preset, "agent": {}, "train": {"env": "cheetah-run", "seed": 0, "steps": 10}}
+        (folder / "config.json").write_text(json.dumps(config))
+    assert {r.path.name: r.variant for r in load_runs(tmp_path)} == {"old": "default", "new": "default",
+                                                                     "cheap": "preset=cpu"}
+
+
 def exact_bootstrap_quantiles(values, qs):
     """Quantiles of the exact bootstrap distribution of the mean: all n^n equally likely resamples."""
     means = sorted(np.mean(c) for c in itertools.product(values, repeat=len(values)))

@@ -100,11 +100,12 @@ def _read_eval(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _variant(root: Path, folder: Path, algo: str, env: str, seed: int, preset: str | None) -> str:
-    """The sweep's variant folder for runs in its layout ALGO/ENV/VARIANT/seedS; else the preset."""
+    """The sweep's variant folder for runs in its layout ALGO/ENV/VARIANT/seedS; else the preset. No preset (runs
+    written before presets were recorded) and the preset named "default" are the algorithm's defaults alike."""
     parts = folder.relative_to(root).parts if folder != root else ()
     if len(parts) >= 4 and parts[-1] == f"seed{seed}" and parts[-4] == algo and parts[-3] == env.replace("/", "_"):
         return parts[-2]
-    return f"preset={preset}" if preset else "default"
+    return f"preset={preset}" if preset and preset != "default" else "default"
 
 
 def load_runs(root: str | Path) -> list[RunRecord]:
