@@ -63,3 +63,57 @@ def test_checkpoint_survives_a_kill_between_the_two_renames(tmp_path):
     (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # the state a kill can leave behind
     assert folder.has_checkpoint()
     assert folder.load_checkpoint()[3] == {"env_steps": 10}
+
+
+def _episodes_into(buf, num_envs: int, steps: int, seed: int = 0):
+    """Fill buf the way the collector does (rows of one vector step side by side; a finished episode stores its
+    final observation as next_obs and the env restarts from a new one), with episodes that end in terminations
+    and truncations; returns each row's (env, time, reward, next_obs, terminated, ended) in the order written."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(num_envs, 3)).astype(np.float32)
+    written = []
+    for t in range(steps):
+        reward = rng.normal(size=num_envs).astype(np.float32)
+        next_obs = rng.normal(size=(num_envs, 3)).astype(np.float32)
+        terminated = rng.random(num_envs) < 0.1
+        ended = terminated | (rng.random(num_envs) < 0.1)  # the rest of the ends are truncations
+        buf.add(obs, rng.uniform(-1, 1, (num_envs, 2)), reward, next_obs, terminated.astype(np.float32))
+        written += [(env, t, reward[env], next_obs[env], terminated[env], ended[env]) for env in range(num_envs)]
+        obs = np.where(ended[:, None], rng.normal(size=(num_envs, 3)).astype(np.float32), next_obs)
+    return written
+
+
+def _n_step_by_hand(written, row: int, n: int, gamma: float):
+    """(reward, next_obs, terminated) of written[row] as an n-step transition, followed along its own env."""
+    env = written[row][0]
+    later = [w for w in written[row:] if w[0] == env]
+    total, discount = 0.0, 1.0
+    for k, (_, _, reward, next_obs, terminated, ended) in enumerate(later[:n]):
+        total += discount * reward
+        if ended or k == n - 1 or k == len(later) - 1:
+            return total, next_obs, 1.0 - discount * (1.0 - terminated)
+        discount *= gamma
+
+
+@pytest.mark.parametrize("num_envs, capacity", [(1, 1000), (3, 1000), (3, 100), (2, 97)])
+def test_n_step_transitions_sum_rewards_along_each_env_up_to_its_episode_end(num_envs, capacity):
+    """Against a by-hand walk along each env's own rows: rewards discounted and summed up to n steps, stopping at a
+    termination, a truncation or the newest row; the bootstrap weight γ·(1 − terminated) is γ^m, 0 after a
+    termination. Capacities below the data written wrap the buffer (the oldest rows gone)."""
+    gamma, n = 0.9, 4
+    buf = ReplayBuffer(capacity, 3, 2)
+    written = _episodes_into(buf, num_envs, steps=300 // num_envs)
+    oldest = len(written) - buf.size
+    idx = np.arange(buf.size)
+    batch = buf.gather_n_step(idx, n, gamma, stride=num_envs)
+    for i in idx:
+        row = oldest + (int(i) - buf.pos) % buf.size if buf.size == capacity else int(i)
+        reward, next_obs, terminated = _n_step_by_hand(written, row, n, gamma)
+        np.testing.assert_allclose(batch.reward[i], reward, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(batch.next_obs[i], next_obs)
+        np.testing.assert_allclose(batch.terminated[i], terminated, rtol=1e-6)
+    one_step = buf.gather(idx)
+    for got, want in zip(buf.gather_n_step(idx, 1, gamma, stride=num_envs), one_step):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(batch.obs, one_step.obs)
+    np.testing.assert_array_equal(batch.action, one_step.action)

@@ -238,6 +238,7 @@ def test_divergence_stops_before_a_nan_reaches_the_environment_or_the_logs(tmp_p
     ({"batch_size": 301}, {}, "--batch-size (301) is larger than the 300 transitions"),
     ({"buffer_size": 100, "batch_size": 128}, {}, "(--buffer-size 100), so no update would ever happen"),
     ({"seed": -1}, {}, "--seed must be non-negative, got -1"),
+    ({"n_step": 0}, {}, "--n-step must be positive, got 0"),
     ({}, {"gamma": 2.0}, "--gamma must be in [0, 1], got 2.0"),
     ({}, {"tau": -0.1}, "--tau must be in (0, 1], got -0.1"),
     ({}, {"tau": 0.0}, "--tau must be in (0, 1], got 0.0"),
@@ -252,6 +253,12 @@ def test_runs_that_cannot_learn_and_values_out_of_range_are_refused_before_anyth
         train(toy, ToyConfig(**agent_changes), TrainConfig(**{**TOY_TRAIN, **train_changes}), out, verbose=False)
     assert message in str(err.value)
     assert not out.exists()
+
+
+def test_n_step_returns_are_refused_for_on_policy_agents_only():
+    TrainConfig(n_step=3).check_can_learn(on_policy=False)
+    with pytest.raises(ValueError, match="--n-step 3 applies to off-policy agents only"):
+        TrainConfig(n_step=3, rollout_steps=64).check_can_learn(on_policy=True)
 
 
 def test_every_shipped_preset_passes_the_generic_range_checks():

@@ -316,6 +316,16 @@ def test_vmapped_seeds_refuse_a_folder_another_process_trains(tmp_path):
     assert not (tmp_path / "seed1" / "config.json").exists() and not (tmp_path / "seed0" / "config.json").exists()
 
 
+def test_vmapped_seeds_refuse_correlated_exploration_noise_they_cannot_draw(tmp_path):
+    from boltzrl.sweep.vmapped import train_vmapped
+
+    cfg = TrainConfig(env="Pendulum-v1", steps=100, warmup_steps=50, batch_size=16, eval_every=100, eval_episodes=1,
+                      exploration_noise_beta=1.0)
+    with pytest.raises(ValueError, match="--exploration-noise-beta needs `boltzrl train`"):
+        train_vmapped("sac", get_algo("sac").config(None), cfg, [0, 1], [tmp_path / "seed0", tmp_path / "seed1"])
+    assert not (tmp_path / "seed0").exists()
+
+
 def test_ray_sweep_on_a_local_instance(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     from boltzrl.sweep.ray_backend import run_ray

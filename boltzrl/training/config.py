@@ -38,6 +38,9 @@ class TrainConfig:
     exploration_noise_horizon: int = 0
     """Environment steps over which the correlated share of that noise falls linearly from 1 to 0, the rest
     independent at every step (0: correlated for the whole run)."""
+    n_step: int = 1
+    """Rewards summed into each replayed transition (off-policy): the critic's target becomes r_t + γ·r_{t+1} + … +
+    γ^(n−1)·r_{t+n−1} + γ^n·Q(s_{t+n}, a′), cut short at an episode's end (1: the one-step target)."""
     batch_size: int = 256
     """Minibatch size (off-policy)."""
     buffer_size: int = 1_000_000
@@ -56,8 +59,8 @@ class TrainConfig:
     """Weights & Biases project that every TensorBoard scalar is also sent to ("": off; needs boltzrl[wandb])."""
 
     def validate(self) -> None:
-        positive = ["steps", "num_envs", "update_every", "batch_size", "buffer_size", "eval_every", "eval_episodes",
-                    "log_every", "rollout_steps"]
+        positive = ["steps", "num_envs", "update_every", "n_step", "batch_size", "buffer_size", "eval_every",
+                    "eval_episodes", "log_every", "rollout_steps"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
@@ -78,8 +81,12 @@ class TrainConfig:
 
     def check_can_learn(self, on_policy: bool) -> None:
         """Refuse, in one sentence, an off-policy run that would end without a single gradient step: one whose
-        warm-up lasts the whole run, or whose minibatch is larger than the replay buffer will ever hold."""
+        warm-up lasts the whole run, or whose minibatch is larger than the replay buffer will ever hold; and an
+        on-policy run given n-step returns, which only replay builds."""
         if on_policy:
+            if self.n_step != 1:
+                raise ValueError(f"--n-step {self.n_step} applies to off-policy agents only (an on-policy agent's "
+                                 f"returns come from its rollouts); leave it at 1.")
             return  # every rollout ends in an update
         if self.warmup_steps >= self.steps:
             raise ValueError(f"--warmup-steps ({self.warmup_steps}) must be smaller than --steps ({self.steps}), "

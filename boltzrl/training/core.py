@@ -213,8 +213,10 @@ class _Run:
         obs_dim = envs.single_observation_space.shape[0]
         act_dim = envs.single_action_space.shape[0]
         self.agent = spec.make(agent_cfg, obs_dim, act_dim)
-        collector_cls = OnPolicyCollector if spec.on_policy else OffPolicyCollector
-        self.collector = collector_cls(self.agent, envs, cfg)
+        if spec.on_policy:
+            self.collector = OnPolicyCollector(self.agent, envs, cfg)
+        else:
+            self.collector = OffPolicyCollector(self.agent, envs, cfg, gamma=agent_cfg.gamma)
         self.evaluator = Evaluator(cfg.env, cfg.eval_episodes, cfg.seed)
         self.progress = Progress(f"{spec.name} {cfg.env} seed {cfg.seed}", cfg.steps, enabled=verbose)
 

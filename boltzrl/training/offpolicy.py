@@ -1,9 +1,10 @@
 """The off-policy collector: act → step the vector env → store in replay → (every `update_every` iterations) the
 gradient steps owed so far, in one compiled call.
 
-Uniformly random actions fill the first `warmup_steps`; afterwards `utd` gradient steps are owed per env step. An
-agent that rewrites its replay rows (info[REPLAY_ACTIONS]) has them written back here. With
-`exploration_noise_beta` > 0 the exploring actions take their standard normal draws from a `ColoredNoise`.
+Uniformly random actions fill the first `warmup_steps`; afterwards `utd` gradient steps are owed per env step, on
+minibatches of `n_step` transitions. An agent that rewrites its replay rows (info[REPLAY_ACTIONS]) has them written
+back here. With `exploration_noise_beta` > 0 the exploring actions take their standard normal draws from a
+`ColoredNoise`.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def check_environment(obs, reward) -> None:
 
 
 class OffPolicyCollector:
-    def __init__(self, agent, envs, cfg: TrainConfig):
-        self.agent, self.envs, self.cfg = agent, envs, cfg
+    def __init__(self, agent, envs, cfg: TrainConfig, gamma: float):
+        """gamma: the agent's discount, with which n-step rewards are summed."""
+        self.agent, self.envs, self.cfg, self.gamma = agent, envs, cfg, gamma
         self.act_shape = envs.single_action_space.shape
         self.buffer = ReplayBuffer(cfg.buffer_size, envs.single_observation_space.shape[0], self.act_shape[0])
         self.noise = None
@@ -105,7 +107,8 @@ class OffPolicyCollector:
                 loop.update_credit -= n
                 idx = self.buffer.sample_indices(self.rng, n, cfg.batch_size)
                 key = step_key(cfg.seed, UPDATE_STREAM, loop.iterations)
-                state, info = self.agent.update(state, self.buffer.gather(idx), key)
+                batch = self.buffer.gather_n_step(idx, cfg.n_step, self.gamma, stride=cfg.num_envs)
+                state, info = self.agent.update(state, batch, key)
                 info = jax.device_get(info)
                 if REPLAY_ACTIONS in info:
                     self.buffer.write_actions(idx, info.pop(REPLAY_ACTIONS))

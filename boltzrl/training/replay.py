@@ -1,4 +1,7 @@
-"""A FIFO replay buffer in host memory (numpy), sampled in chunks of n minibatches for one compiled update call."""
+"""A FIFO replay buffer in host memory (numpy), sampled in chunks of n minibatches for one compiled update call.
+
+It stores one-step transitions only; `gather_n_step` builds n-step ones from them when they are drawn, so the
+stored data and the checkpoints do not depend on n."""
 
 from __future__ import annotations
 
@@ -42,6 +45,37 @@ class ReplayBuffer:
 
     def gather(self, idx: np.ndarray) -> Batch:
         return Batch(**{name: array[idx] for name, array in self.data.items()})
+
+    def gather_n_step(self, idx: np.ndarray, n: int, gamma: float, stride: int) -> Batch:
+        """Rows idx as n-step transitions: reward r_t + γ·r_{t+1} + … + γ^(m−1)·r_{t+m−1}, next_obs s_{t+m},
+        with m ≤ n cut short where the episode ends (terminated or truncated) or the data does. `stride` is the number
+        of rows between an env's successive transitions (the number of parallel envs).
+
+        `terminated` becomes 1 − γ^(m−1)·(1 − terminal), so that the one-step target every agent computes,
+        r + γ·(1 − terminated)·Q′, bootstraps with γ^m and not at all after a true termination.
+
+        A row continues the previous one when it was written later and its obs is that row's next_obs: a reset
+        starts from another observation than the final one stored as next_obs, so chains stop at episode ends
+        whether or not the episode ended in a termination."""
+        data = self.data
+        reward = data["reward"][idx].copy()
+        next_obs = data["next_obs"][idx].copy()
+        terminal = data["terminated"][idx].copy()
+        discount = np.ones_like(reward)  # γ^(m−1) of the rows used so far
+        written_after = (self.pos - 1 - idx) % self.capacity
+        going = terminal == 0
+        row = idx
+        for k in range(1, n):
+            previous, row = row, (idx + k * stride) % self.capacity
+            going = (going & (k * stride <= written_after)
+                     & np.all(data["obs"][row] == data["next_obs"][previous], axis=-1))
+            discount = np.where(going, gamma * discount, discount)
+            reward = reward + np.where(going, discount * data["reward"][row], 0.0)
+            next_obs = np.where(going[..., None], data["next_obs"][row], next_obs)
+            terminal = np.where(going, data["terminated"][row], terminal)
+            going = going & (terminal == 0)
+        return Batch(obs=data["obs"][idx], action=data["action"][idx], reward=reward.astype(np.float32),
+                     next_obs=next_obs, terminated=(1.0 - discount * (1.0 - terminal)).astype(np.float32))
 
     def sample(self, rng: np.random.Generator, num_batches: int, batch_size: int) -> Batch:
         """Uniform minibatches with replacement, shaped (num_batches, batch_size, ...)."""
