@@ -255,10 +255,14 @@ def test_runs_that_cannot_learn_and_values_out_of_range_are_refused_before_anyth
     assert not out.exists()
 
 
-def test_n_step_returns_are_refused_for_on_policy_agents_only():
-    TrainConfig(n_step=3).check_can_learn(on_policy=False)
+def test_n_step_returns_are_refused_where_they_cannot_be_built():
+    TrainConfig(n_step=3).check_can_learn(on_policy=False, discount=0.99)
+    TrainConfig().check_can_learn(on_policy=False, discount=None)  # one-step targets need no discount here
     with pytest.raises(ValueError, match="--n-step 3 applies to off-policy agents only"):
-        TrainConfig(n_step=3, rollout_steps=64).check_can_learn(on_policy=True)
+        TrainConfig(n_step=3, rollout_steps=64).check_can_learn(on_policy=True, discount=0.99)
+    with pytest.raises(ValueError, match="--n-step 3 sums rewards with the agent's discount, and this agent's config "
+                                         "has no gamma"):
+        TrainConfig(n_step=3).check_can_learn(on_policy=False, discount=None)
 
 
 def test_every_shipped_preset_passes_the_generic_range_checks():

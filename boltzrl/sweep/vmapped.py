@@ -62,6 +62,7 @@ def train_vmapped(algo: str, agent_cfg, cfg: TrainConfig, seeds: list[int], outs
     spec = get_algo(algo)
     if spec.on_policy:
         raise ValueError(f"{algo} is on-policy; the vmapped loop trains off-policy agents.")
+    cfg.check_can_learn(on_policy=False, discount=getattr(agent_cfg, "gamma", None))
     if cfg.exploration_noise_beta:
         raise ValueError("the vmapped loop draws every exploring action's noise independently; "
                          "--exploration-noise-beta needs `boltzrl train` (or a sweep without --vmap).")

@@ -79,14 +79,19 @@ class TrainConfig:
             except ImportError as exc:
                 raise ValueError(str(exc)) from None
 
-    def check_can_learn(self, on_policy: bool) -> None:
+    def check_can_learn(self, on_policy: bool, discount: float | None) -> None:
         """Refuse, in one sentence, an off-policy run that would end without a single gradient step: one whose
-        warm-up lasts the whole run, or whose minibatch is larger than the replay buffer will ever hold; and an
-        on-policy run given n-step returns, which only replay builds."""
-        if on_policy:
-            if self.n_step != 1:
+        warm-up lasts the whole run, or whose minibatch is larger than the replay buffer will ever hold; and n-step
+        returns where they cannot be built: for an on-policy agent (only replay builds them) or for an agent whose
+        config has no discount (`discount` None) to sum them with."""
+        if self.n_step != 1:
+            if on_policy:
                 raise ValueError(f"--n-step {self.n_step} applies to off-policy agents only (an on-policy agent's "
                                  f"returns come from its rollouts); leave it at 1.")
+            if discount is None:
+                raise ValueError(f"--n-step {self.n_step} sums rewards with the agent's discount, and this agent's "
+                                 f"config has no gamma; leave it at 1.")
+        if on_policy:
             return  # every rollout ends in an update
         if self.warmup_steps >= self.steps:
             raise ValueError(f"--warmup-steps ({self.warmup_steps}) must be smaller than --steps ({self.steps}), "

@@ -183,7 +183,7 @@ def train(algo: str, agent_cfg, train_cfg: TrainConfig, out: str | Path, preset:
         raise FileExistsError(f"{folder.path} already holds a run; pass --resume to continue it or choose another --out.")
     run = _Run(spec, agent_cfg, train_cfg, folder, verbose)  # builds the envs and the agent: a bad env id fails here
     try:
-        train_cfg.check_can_learn(spec.on_policy)
+        train_cfg.check_can_learn(spec.on_policy, getattr(agent_cfg, "gamma", None))
         with folder.lock():
             if not resume and folder.has_run():  # another process started a run here meanwhile
                 raise FileExistsError(f"{folder.path} already holds a run; pass --resume to continue it or choose "
@@ -216,7 +216,7 @@ class _Run:
         if spec.on_policy:
             self.collector = OnPolicyCollector(self.agent, envs, cfg)
         else:
-            self.collector = OffPolicyCollector(self.agent, envs, cfg, gamma=agent_cfg.gamma)
+            self.collector = OffPolicyCollector(self.agent, envs, cfg, gamma=getattr(agent_cfg, "gamma", None))
         self.evaluator = Evaluator(cfg.env, cfg.eval_episodes, cfg.seed)
         self.progress = Progress(f"{spec.name} {cfg.env} seed {cfg.seed}", cfg.steps, enabled=verbose)
 

@@ -36,8 +36,8 @@ def check_environment(obs, reward) -> None:
 
 
 class OffPolicyCollector:
-    def __init__(self, agent, envs, cfg: TrainConfig, gamma: float):
-        """gamma: the agent's discount, with which n-step rewards are summed."""
+    def __init__(self, agent, envs, cfg: TrainConfig, gamma: float | None):
+        """gamma: the agent's discount, with which n-step rewards are summed (None: the agent has none, n_step 1)."""
         self.agent, self.envs, self.cfg, self.gamma = agent, envs, cfg, gamma
         self.act_shape = envs.single_action_space.shape
         self.buffer = ReplayBuffer(cfg.buffer_size, envs.single_observation_space.shape[0], self.act_shape[0])
