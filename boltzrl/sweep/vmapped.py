@@ -62,7 +62,8 @@ def train_vmapped(algo: str, agent_cfg, cfg: TrainConfig, seeds: list[int], outs
     spec = get_algo(algo)
     if spec.on_policy:
         raise ValueError(f"{algo} is on-policy; the vmapped loop trains off-policy agents.")
-    cfg.check_can_learn(on_policy=False, discount=getattr(agent_cfg, "gamma", None))
+    gamma = getattr(agent_cfg, "gamma", None)
+    cfg.check_can_learn(on_policy=False, discount=gamma)
     if cfg.exploration_noise_beta:
         raise ValueError("the vmapped loop draws every exploring action's noise independently; "
                          "--exploration-noise-beta needs `boltzrl train` (or a sweep without --vmap).")
@@ -125,7 +126,7 @@ def train_vmapped(algo: str, agent_cfg, cfg: TrainConfig, seeds: list[int], outs
                 if loop.env_steps % cfg.update_every == 0 and loop.update_credit >= 1.0:
                     n = int(loop.update_credit)
                     loop.update_credit -= n
-                    samples = [b.gather_n_step(b.sample_indices(r, n, cfg.batch_size), cfg.n_step, agent_cfg.gamma, 1)
+                    samples = [b.gather_n_step(b.sample_indices(r, n, cfg.batch_size), cfg.n_step, gamma, 1)
                                for b, r in zip(buffers, rngs)]
                     batches = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *samples)
                     states, info = update(states, batches, _keys(seeds, UPDATE_STREAM, loop.env_steps))

@@ -46,10 +46,10 @@ class ReplayBuffer:
     def gather(self, idx: np.ndarray) -> Batch:
         return Batch(**{name: array[idx] for name, array in self.data.items()})
 
-    def gather_n_step(self, idx: np.ndarray, n: int, gamma: float, stride: int) -> Batch:
+    def gather_n_step(self, idx: np.ndarray, n: int, gamma: float | None, stride: int) -> Batch:
         """Rows idx as n-step transitions: reward r_t + γ·r_{t+1} + … + γ^(m−1)·r_{t+m−1}, next_obs s_{t+m},
         with m ≤ n cut short where the episode ends (terminated or truncated) or the data does. `stride` is the number
-        of rows between an env's successive transitions (the number of parallel envs).
+        of rows between an env's successive transitions (the number of parallel envs); gamma may be None for n = 1.
 
         `terminated` becomes 1 − γ^(m−1)·(1 − terminal), so that the one-step target every agent computes,
         r + γ·(1 − terminated)·Q′, bootstraps with γ^m and not at all after a true termination.
