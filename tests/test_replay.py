@@ -21,8 +21,8 @@ def test_fifo_wraps_and_keeps_the_newest():
 def test_sample_shapes_only_filled_slots_and_determinism():
     buf = ReplayBuffer(100, 3, 2)
     _add(buf, 0, 10)
-    a = buf.sample(np.random.default_rng(0), 4, 16)
-    b = buf.sample(np.random.default_rng(0), 4, 16)
+    a = buf.gather(buf.sample_indices(np.random.default_rng(0), 4, 16))
+    b = buf.gather(buf.sample_indices(np.random.default_rng(0), 4, 16))
     assert a.obs.shape == (4, 16, 3) and a.reward.shape == (4, 16)
     assert a.reward.max() < 10
     np.testing.assert_array_equal(a.reward, b.reward)

@@ -77,10 +77,6 @@ class ReplayBuffer:
         return Batch(obs=data["obs"][idx], action=data["action"][idx], reward=reward.astype(np.float32),
                      next_obs=next_obs, terminated=(1.0 - discount * (1.0 - terminal)).astype(np.float32))
 
-    def sample(self, rng: np.random.Generator, num_batches: int, batch_size: int) -> Batch:
-        """Uniform minibatches with replacement, shaped (num_batches, batch_size, ...)."""
-        return self.gather(self.sample_indices(rng, num_batches, batch_size))
-
     def write_actions(self, idx: np.ndarray, actions) -> None:
         """Replace the actions of rows idx (an agent that keeps its own improved actions, e.g. DIPO); where a row
         was drawn twice the later write wins."""
