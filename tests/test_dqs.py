@@ -10,6 +10,7 @@ import pytest
 
 from boltzrl import diffusion
 from boltzrl.agents import get_algo
+from boltzrl.agents.base import OneStep
 from boltzrl.agents.dqs import (DQSAutoState, DQSConfig, DQSState, critic_agreement, entropy_target, make,
                                score_entropy, temperature)
 from boltzrl.diffusion import boltzmann_energy, log_tanh_jacobian, pre_tanh, score_matching_batch
@@ -288,6 +289,26 @@ def test_auto_alpha_cools_a_too_wide_policy_and_warms_a_too_narrow_one(target, d
     assert direction * moved > 0.01, (moved, info)
     assert -3.0 * 2 < float(info["entropy"]) < math.log(2.0) * 2, info
     assert agent.update.traces == 1
+
+
+def test_n_step_lower_bound_takes_the_larger_target_and_leaves_one_step_batches_alone():
+    """Under auto (the entropy's chains share the TD target's): one-step rewards far above the n-step targets win on
+    every row, far below on none; on one-step rows (no one_step) the option changes nothing."""
+    config = DQSConfig(**FEW_STEPS, alpha_schedule="auto", alpha=0.3)
+    bounded = make(DQSConfig(**FEW_STEPS, alpha_schedule="auto", alpha=0.3, n_step_lower_bound=True), 3, 2)
+    batches = make_batches(2, 32, 3, 2)
+    for one_step_reward, n_step_share in [(100.0, 0.0), (-100.0, 1.0)]:
+        one_step = OneStep(reward=np.full_like(batches.reward, one_step_reward), next_obs=batches.next_obs[:, ::-1],
+                           terminated=np.zeros_like(batches.terminated))
+        _, info = bounded.update(bounded.init(jax.random.PRNGKey(0)), batches._replace(one_step=one_step),
+                                 jax.random.PRNGKey(1))
+        np.testing.assert_allclose(info["n_step_share"], n_step_share)
+        assert np.isfinite(float(info["entropy"]))
+    plain = make(config, 3, 2)
+    (want, _), (got, info) = (agent.update(agent.init(jax.random.PRNGKey(0)), batches, jax.random.PRNGKey(1))
+                              for agent in (plain, bounded))
+    assert "n_step_share" not in info
+    jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
 
 
 def test_annealed_entropy_target_moves_linearly_then_stays():

@@ -117,3 +117,6 @@ def test_n_step_transitions_sum_rewards_along_each_env_up_to_its_episode_end(num
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(batch.obs, one_step.obs)
     np.testing.assert_array_equal(batch.action, one_step.action)
+    for name in ("reward", "next_obs", "terminated"):  # each n-step row carries its own first transition
+        np.testing.assert_array_equal(getattr(batch.one_step, name), getattr(one_step, name))
+    assert buf.gather_n_step(idx, 1, gamma, stride=num_envs).one_step is None

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import norm
 
 from boltzrl import nets
-from boltzrl.agents.base import Batch, adam, apply_grads
+from boltzrl.agents.base import Batch, OneStep, adam, apply_grads
 from boltzrl.agents.critic import clipped_double_q_target, critic_update, delayed, polyak_target
 from boltzrl.agents.entropy import alpha_loss, sample_tanh_gaussian
 from boltzrl.diffusion import boltzmann_energy, log_tanh_jacobian
@@ -67,6 +67,33 @@ def test_critic_update_regresses_on_the_target_critics_and_moves_them_with_tau()
                            target_critic, new.critic, new.target_critic)
     untouched, _ = critic_update(critic_net, opt, state, batch, next_action, 0.9)  # tau=None: targets stay
     assert untouched.target_critic is target_critic
+
+
+def test_n_step_lower_bound_regresses_each_row_on_the_larger_of_its_two_targets():
+    """Rows whose one-step reward is large take the one-step target, the others the n-step one; the loss is that
+    of the elementwise maximum, and n_step_share counts the rows where the n-step target won."""
+    critic_net, opt = nets.Critics(2, (8,)), adam(1e-3)
+    rng = np.random.default_rng(1)
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    one_step = OneStep(reward=f32([5.0, -5.0, 5.0, -5.0]), next_obs=f32(rng.normal(size=(4, 3))),
+                       terminated=f32([0.0, 0.0, 1.0, 0.0]))
+    batch = Batch(obs=f32(rng.normal(size=(4, 3))), action=f32(rng.uniform(-1, 1, (4, 2))), reward=f32(np.zeros(4)),
+                  next_obs=f32(rng.normal(size=(4, 3))), terminated=f32([0.0, 0.0, 0.0, 1.0]), one_step=one_step)
+    critic = critic_net.init(jax.random.PRNGKey(0), batch.obs, batch.action)
+    state = CriticState(critic=critic, target_critic=critic, critic_opt=opt.init(critic))
+    next_action, one_step_action = f32(rng.uniform(-1, 1, (4, 2))), f32(rng.uniform(-1, 1, (4, 2)))
+
+    _, info = critic_update(critic_net, opt, state, batch, next_action, 0.9, one_step_action=one_step_action)
+    y_n = 0.9 * (1.0 - batch.terminated) * critic_net.apply(critic, batch.next_obs, next_action).min(0)
+    y_1 = one_step.reward + 0.9 * (1.0 - one_step.terminated) * critic_net.apply(
+        critic, one_step.next_obs, one_step_action).min(0)
+    assert np.all(y_1[::2] > y_n[::2]) and np.all(y_1[1::2] < y_n[1::2])  # the rows were built to split so
+    q = critic_net.apply(critic, batch.obs, batch.action)
+    np.testing.assert_allclose(info["critic_loss"], ((q - jnp.maximum(y_n, y_1)) ** 2).mean(-1).sum(), rtol=1e-5)
+    np.testing.assert_allclose(info["n_step_share"], 0.5)
+    _, plain = critic_update(critic_net, opt, state, batch, next_action, 0.9)  # no action given: the n-step target
+    np.testing.assert_allclose(plain["critic_loss"], ((q - y_n) ** 2).mean(-1).sum(), rtol=1e-5)
+    assert "n_step_share" not in plain
 
 
 @pytest.mark.parametrize("explicit_infos", [False, True])

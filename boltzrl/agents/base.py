@@ -37,14 +37,24 @@ REPLAY_ACTIONS = "replay_actions"
 """The info key under which an agent returns rewritten actions for the replay rows of its batch."""
 
 
+class OneStep(NamedTuple):
+    """The first of the one-step transitions an n-step row sums: the inputs of that row's one-step target."""
+
+    reward: Any
+    next_obs: Any
+    terminated: Any
+
+
 class Batch(NamedTuple):
-    """Transitions (leading axes: the n gradient steps, then the minibatch)."""
+    """Transitions (leading axes: the n gradient steps, then the minibatch). `one_step`: for n-step rows, their
+    first one-step transitions (OneStep), which an agent may bound its n-step target with; None for one-step rows."""
 
     obs: Any
     action: Any
     reward: Any
     next_obs: Any
     terminated: Any
+    one_step: Any = None
 
 
 def random_batches(n: int, batch_size: int, obs_dim: int, act_dim: int, seed: int = 0) -> Batch:

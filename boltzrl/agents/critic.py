@@ -37,20 +37,41 @@ def polyak_target(state, tau: float):
 
 
 def critic_update(critic_net, opt, state, batch, next_action, gamma: float, tau: float | None = None,
-                  next_penalty=None, reward_scale: float | None = None):
+                  next_penalty=None, reward_scale: float | None = None, one_step_action=None):
     """One clipped double-Q step on state.critic with the next action a′ (B, d); with tau, also the Polyak step
     of the targets towards the new critic (leave it None where the targets follow a delayed actor).
 
-    Returns (state, {"critic_loss", "q_mean"})."""
-    reward = batch.reward if reward_scale is None else reward_scale * batch.reward
+    one_step_action: for n-step rows (batch.one_step), the next action at each row's one-step next state; the
+    target is then the larger of the n-step and the one-step target (`lower_bound_target`).
+
+    Returns (state, {"critic_loss", "q_mean"}, plus "n_step_share" with one_step_action)."""
+    scale = (lambda r: r) if reward_scale is None else (lambda r: reward_scale * r)
     next_qs = critic_net.apply(state.target_critic, batch.next_obs, next_action)
-    target = clipped_double_q_target(next_qs, reward, batch.terminated, gamma, next_penalty)
+    target = clipped_double_q_target(next_qs, scale(batch.reward), batch.terminated, gamma, next_penalty)
+    extra = {}
+    if one_step_action is not None:
+        if next_penalty is not None:
+            raise ValueError("an n-step lower bound is not defined here for a target with an entropy penalty")
+        one = batch.one_step
+        one_qs = critic_net.apply(state.target_critic, one.next_obs, one_step_action)
+        one_target = clipped_double_q_target(one_qs, scale(one.reward), one.terminated, gamma)
+        target, extra["n_step_share"] = lower_bound_target(target, one_target)
     critic, opt_state, loss, q_mean = critic_step(critic_net, opt, state.critic, state.critic_opt, batch.obs,
                                                   batch.action, target)
     state = state.replace(critic=critic, critic_opt=opt_state)
     if tau is not None:
         state = polyak_target(state, tau)
-    return state, {"critic_loss": loss, "q_mean": q_mean}
+    return state, {"critic_loss": loss, "q_mean": q_mean, **extra}
+
+
+def lower_bound_target(n_step_target, one_step_target):
+    """max(n-step target, one-step target), and the share of rows where the n-step one is the larger.
+
+    An n-step return sums the rewards of the policy that collected the row (an older, more exploratory one), so
+    in a deterministic env it is a lower bound on what an optimal policy gets from (s, a): it may lift the
+    one-step target (rewards reach the critic n steps per update) but never pull it down towards that older
+    policy's value (He et al. 2017, optimality tightening)."""
+    return jnp.maximum(n_step_target, one_step_target), jnp.mean(n_step_target > one_step_target)
 
 
 def delayed(step, delay: int, update_fn: Callable, state, nan_info_like: Any = None):

@@ -176,6 +176,10 @@ class DQSConfig:
     """Discount factor (0 for GMM navigation, where Q is the one-step reward)."""
     tau: float = 0.005
     """Polyak rate of the target critics."""
+    n_step_lower_bound: bool = False
+    """With n-step replay (--n-step > 1), regress the critics to the larger of the n-step and the one-step target
+    (`critic.lower_bound_target`): the n-step return of the collecting policy lifts the target, never lowers it.
+    Costs a second TD chain per update; nothing with --n-step 1."""
 
     def __post_init__(self):
         choices = {"eval_sampler": EVAL_SAMPLERS, "alpha_schedule": ALPHA_SCHEDULES, "time_grid": VE_TIME_GRIDS,
@@ -411,17 +415,26 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     def step(state: DQSState, batch, key):
         k_critic, k_score, k_entropy = jax.random.split(key, 3)
         alpha = current_alpha(state)
+        # one chain for every next state this step needs, drawn with the same (pre-update) network: the TD
+        # target's, the one-step next states' under the n-step lower bound, and under auto the entropy's
+        # entropy_samples chains at each of the first entropy_states next states
+        batch_size = batch.next_obs.shape[0]
+        chain_obs = [batch.next_obs]
+        bounded = config.n_step_lower_bound and batch.one_step is not None
+        if bounded:
+            chain_obs.append(batch.one_step.next_obs)
         if auto_alpha:
-            # the entropy's samples ride along with the TD target's chain: entropy_samples chains at each of the
-            # first entropy_states next states, drawn with the same (pre-update) network as the TD target's
-            batch_size, num_states = batch.next_obs.shape[0], min(config.entropy_states, batch.next_obs.shape[0])
+            num_states = min(config.entropy_states, batch_size)
             entropy_obs = jnp.repeat(batch.next_obs[:num_states], config.entropy_samples, axis=0)
-            u = sample_pre_tanh(state.score, jnp.concatenate([batch.next_obs, entropy_obs]), alpha, k_critic, "sde")
-            next_action, u0 = jnp.tanh(u[:batch_size]), u[batch_size:].reshape(num_states, config.entropy_samples, -1)
+            chain_obs.append(entropy_obs)
+        u = sample_pre_tanh(state.score, jnp.concatenate(chain_obs), alpha, k_critic, "sde")
+        next_action = jnp.tanh(u[:batch_size])
+        one_step_action = jnp.tanh(u[batch_size:2 * batch_size]) if bounded else None
+        if auto_alpha:
+            u0 = u[-len(entropy_obs):].reshape(num_states, config.entropy_samples, -1)
             sampled_with = state.score
-        else:
-            next_action = jnp.tanh(sample_pre_tanh(state.score, batch.next_obs, alpha, k_critic, "sde"))
-        state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma, config.tau)
+        state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma, config.tau,
+                                    one_step_action=one_step_action)
         score, s_opt, s_loss, target_norm = score_update(state, batch, alpha, k_score)
         state = state.replace(score=score, score_opt=s_opt, steps=state.steps + 1)
         info = {**info, "actor_loss": s_loss, "alpha": alpha, "target_norm": target_norm}

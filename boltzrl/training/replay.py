@@ -9,9 +9,9 @@ import io
 
 import numpy as np
 
-from boltzrl.agents.base import Batch
+from boltzrl.agents.base import Batch, OneStep
 
-FIELDS = Batch._fields
+FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
 
 
 class ReplayBuffer:
@@ -56,7 +56,9 @@ class ReplayBuffer:
 
         A row continues the previous one when it was written later and its obs is that row's next_obs: a reset
         starts from another observation than the final one stored as next_obs, so chains stop at episode ends
-        whether or not the episode ended in a termination."""
+        whether or not the episode ended in a termination.
+
+        For n > 1 the batch also carries each row's own one-step transition (`Batch.one_step`)."""
         data = self.data
         reward = data["reward"][idx].copy()
         next_obs = data["next_obs"][idx].copy()
@@ -74,8 +76,10 @@ class ReplayBuffer:
             next_obs = np.where(going[..., None], data["next_obs"][row], next_obs)
             terminal = np.where(going, data["terminated"][row], terminal)
             going = going & (terminal == 0)
+        one_step = None if n == 1 else OneStep(*(data[name][idx] for name in OneStep._fields))
         return Batch(obs=data["obs"][idx], action=data["action"][idx], reward=reward.astype(np.float32),
-                     next_obs=next_obs, terminated=(1.0 - discount * (1.0 - terminal)).astype(np.float32))
+                     next_obs=next_obs, terminated=(1.0 - discount * (1.0 - terminal)).astype(np.float32),
+                     one_step=one_step)
 
     def write_actions(self, idx: np.ndarray, actions) -> None:
         """Replace the actions of rows idx (an agent that keeps its own improved actions, e.g. DIPO); where a row
