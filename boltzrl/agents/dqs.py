@@ -179,7 +179,7 @@ class DQSConfig:
     n_step_lower_bound: bool = False
     """With n-step replay (--n-step > 1), regress the critics to the larger of the n-step and the one-step target
     (`critic.lower_bound_target`): the n-step return of the collecting policy lifts the target, never lowers it.
-    Costs a second TD chain per update; nothing with --n-step 1."""
+    Doubles the next states the TD chain samples; needs --n-step 2 or more."""
 
     def __post_init__(self):
         choices = {"eval_sampler": EVAL_SAMPLERS, "alpha_schedule": ALPHA_SCHEDULES, "time_grid": VE_TIME_GRIDS,

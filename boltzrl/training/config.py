@@ -79,11 +79,13 @@ class TrainConfig:
             except ImportError as exc:
                 raise ValueError(str(exc)) from None
 
-    def check_can_learn(self, on_policy: bool, discount: float | None) -> None:
+    def check_can_learn(self, on_policy: bool, discount: float | None, n_step_lower_bound: bool = False) -> None:
         """Refuse, in one sentence, an off-policy run that would end without a single gradient step: one whose
-        warm-up lasts the whole run, or whose minibatch is larger than the replay buffer will ever hold; and n-step
+        warm-up lasts the whole run, or whose minibatch is larger than the replay buffer will ever hold; n-step
         returns where they cannot be built: for an on-policy agent (only replay builds them) or for an agent whose
-        config has no discount (`discount` None) to sum them with."""
+        config has no discount (`discount` None) to sum them with; and a lower bound on n-step targets without them."""
+        if n_step_lower_bound and self.n_step == 1:
+            raise ValueError("--n-step-lower-bound bounds n-step targets by one-step ones; give --n-step 2 or more.")
         if self.n_step != 1:
             if on_policy:
                 raise ValueError(f"--n-step {self.n_step} applies to off-policy agents only (an on-policy agent's "

@@ -183,7 +183,8 @@ def train(algo: str, agent_cfg, train_cfg: TrainConfig, out: str | Path, preset:
         raise FileExistsError(f"{folder.path} already holds a run; pass --resume to continue it or choose another --out.")
     run = _Run(spec, agent_cfg, train_cfg, folder, verbose)  # builds the envs and the agent: a bad env id fails here
     try:
-        train_cfg.check_can_learn(spec.on_policy, getattr(agent_cfg, "gamma", None))
+        train_cfg.check_can_learn(spec.on_policy, getattr(agent_cfg, "gamma", None),
+                                  getattr(agent_cfg, "n_step_lower_bound", False))
         with folder.lock():
             if not resume and folder.has_run():  # another process started a run here meanwhile
                 raise FileExistsError(f"{folder.path} already holds a run; pass --resume to continue it or choose "
