@@ -239,6 +239,7 @@ def test_divergence_stops_before_a_nan_reaches_the_environment_or_the_logs(tmp_p
     ({"buffer_size": 100, "batch_size": 128}, {}, "(--buffer-size 100), so no update would ever happen"),
     ({"seed": -1}, {}, "--seed must be non-negative, got -1"),
     ({"n_step": 0}, {}, "--n-step must be positive, got 0"),
+    ({"n_step_anneal_steps": 100}, {}, "--n-step-anneal-steps lowers n from --n-step to 1; give --n-step 2 or more"),
     ({}, {"gamma": 2.0}, "--gamma must be in [0, 1], got 2.0"),
     ({}, {"tau": -0.1}, "--tau must be in (0, 1], got -0.1"),
     ({}, {"tau": 0.0}, "--tau must be in (0, 1], got 0.0"),
@@ -253,6 +254,12 @@ def test_runs_that_cannot_learn_and_values_out_of_range_are_refused_before_anyth
         train(toy, ToyConfig(**agent_changes), TrainConfig(**{**TOY_TRAIN, **train_changes}), out, verbose=False)
     assert message in str(err.value)
     assert not out.exists()
+
+
+def test_annealed_n_steps_down_from_n_step_to_one_holding_each_value_equally_long():
+    config = TrainConfig(n_step=3, n_step_anneal_steps=60)
+    assert [config.n_step_at(t) for t in (0, 29, 30, 59, 60, 10**6)] == [3, 3, 2, 2, 1, 1]
+    assert [TrainConfig(n_step=3).n_step_at(t) for t in (0, 10**6)] == [3, 3]
 
 
 def test_n_step_returns_are_refused_where_they_cannot_be_built():

@@ -126,7 +126,8 @@ def train_vmapped(algo: str, agent_cfg, cfg: TrainConfig, seeds: list[int], outs
                 if loop.env_steps % cfg.update_every == 0 and loop.update_credit >= 1.0:
                     n = int(loop.update_credit)
                     loop.update_credit -= n
-                    samples = [b.gather_n_step(b.sample_indices(r, n, cfg.batch_size), cfg.n_step, gamma, 1)
+                    samples = [b.gather_n_step(b.sample_indices(r, n, cfg.batch_size),
+                                             cfg.n_step_at(loop.env_steps), gamma, 1)
                                for b, r in zip(buffers, rngs)]
                     batches = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *samples)
                     states, info = update(states, batches, _keys(seeds, UPDATE_STREAM, loop.env_steps))

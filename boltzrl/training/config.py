@@ -41,6 +41,10 @@ class TrainConfig:
     n_step: int = 1
     """Rewards summed into each replayed transition (off-policy): the critic's target becomes r_t + γ·r_{t+1} + … +
     γ^(n−1)·r_{t+n−1} + γ^n·Q(s_{t+n}, a′), cut short at an episode's end (1: the one-step target)."""
+    n_step_anneal_steps: int = 0
+    """Environment steps over which n falls in whole steps from n_step to 1, each value held for an equal share of
+    them, so that the bias of the exploring policy's returns leaves the targets once they have spread the reward
+    (0: n_step for the whole run)."""
     batch_size: int = 256
     """Minibatch size (off-policy)."""
     buffer_size: int = 1_000_000
@@ -64,13 +68,16 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
-        for name in ["seed", "utd", "warmup_steps", "checkpoint_every", "exploration_noise_horizon"]:
+        for name in ["seed", "utd", "warmup_steps", "checkpoint_every", "exploration_noise_horizon",
+                     "n_step_anneal_steps"]:
             if not getattr(self, name) >= 0:  # also refuses NaN
                 raise ValueError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(self, name)}.")
         if not math.isfinite(self.utd):
             raise ValueError(f"--utd must be finite, got {self.utd}.")
         if not 0.0 <= self.exploration_noise_beta <= 2.0:
             raise ValueError(f"--exploration-noise-beta must lie in [0, 2], got {self.exploration_noise_beta}.")
+        if self.n_step_anneal_steps and self.n_step == 1:
+            raise ValueError("--n-step-anneal-steps lowers n from --n-step to 1; give --n-step 2 or more.")
         if self.wandb_project:
             from boltzrl.training.wandb_log import require_wandb
 
@@ -78,6 +85,13 @@ class TrainConfig:
                 require_wandb()
             except ImportError as exc:
                 raise ValueError(str(exc)) from None
+
+    def n_step_at(self, env_steps: int) -> int:
+        """The n of n-step targets after env_steps environment steps (see n_step_anneal_steps)."""
+        if not self.n_step_anneal_steps:
+            return self.n_step
+        remaining = max(0.0, 1.0 - env_steps / self.n_step_anneal_steps)
+        return 1 + math.ceil((self.n_step - 1) * remaining)
 
     def check_can_learn(self, on_policy: bool, discount: float | None, n_step_lower_bound: bool = False) -> None:
         """Refuse, in one sentence, an off-policy run that would end without a single gradient step: one whose

@@ -107,7 +107,7 @@ class OffPolicyCollector:
                 loop.update_credit -= n
                 idx = self.buffer.sample_indices(self.rng, n, cfg.batch_size)
                 key = step_key(cfg.seed, UPDATE_STREAM, loop.iterations)
-                batch = self.buffer.gather_n_step(idx, cfg.n_step, self.gamma, stride=cfg.num_envs)
+                batch = self.buffer.gather_n_step(idx, cfg.n_step_at(loop.env_steps), self.gamma, stride=cfg.num_envs)
                 state, info = self.agent.update(state, batch, key)
                 info = jax.device_get(info)
                 if REPLAY_ACTIONS in info:
