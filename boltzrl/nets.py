@@ -25,31 +25,35 @@ def activation(name: str) -> Callable:
 
 
 class MLP(nn.Module):
-    """Dense layers with an activation between them; the last layer is linear."""
+    """Dense layers with an activation between them (after a LayerNorm if layer_norm); the last layer is linear."""
 
     hidden: Sequence[int]
     out_dim: int
     act: str = "relu"
     out_scale: float = 1.0  # scale of the last layer's initialisation
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x):
         f = activation(self.act)
         for width in self.hidden:
-            x = f(nn.Dense(width)(x))
+            x = nn.Dense(width)(x)
+            x = f(nn.LayerNorm()(x) if self.layer_norm else x)
         init = nn.initializers.variance_scaling(self.out_scale, "fan_avg", "uniform")
         return nn.Dense(self.out_dim, kernel_init=init)(x)
 
 
 class Critic(nn.Module):
-    """Q(s, a) -> scalar."""
+    """Q(s, a) -> scalar. layer_norm normalises each hidden layer, which bounds how far Q can extrapolate to
+    actions the replay never held (Ball et al., 2023)."""
 
     hidden: Sequence[int] = (256, 256)
     act: str = "relu"
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, obs, action):
-        return MLP(self.hidden, 1, self.act)(jnp.concatenate([obs, action], -1))[..., 0]
+        return MLP(self.hidden, 1, self.act, layer_norm=self.layer_norm)(jnp.concatenate([obs, action], -1))[..., 0]
 
 
 class Critics(nn.Module):
@@ -58,10 +62,12 @@ class Critics(nn.Module):
     num: int = 2
     hidden: Sequence[int] = (256, 256)
     act: str = "relu"
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, obs, action):
-        return jnp.stack([Critic(self.hidden, self.act, name=f"q{i + 1}")(obs, action) for i in range(self.num)])
+        return jnp.stack([Critic(self.hidden, self.act, self.layer_norm, name=f"q{i + 1}")(obs, action)
+                          for i in range(self.num)])
 
 
 class GaussianActor(nn.Module):

@@ -96,6 +96,20 @@ def test_n_step_lower_bound_regresses_each_row_on_the_larger_of_its_two_targets(
     assert "n_step_share" not in plain
 
 
+def test_layer_norm_critics_stay_bounded_where_plain_ones_grow_linearly():
+    """Far from the data a ReLU critic is positively homogeneous (Q(c·x) ≈ c·Q(x) once the biases are negligible),
+    while with a LayerNorm before each activation the hidden features are scale-free: Q converges to a constant."""
+    obs, act = jnp.ones((4, 3)), jnp.array([[1.0, -2.0], [0.5, 0.3], [-1.0, 1.0], [2.0, 0.0]])
+    plain, normed = nets.Critics(2, (16, 16)), nets.Critics(2, (16, 16), layer_norm=True)
+    key = jax.random.PRNGKey(0)
+    p_plain, p_normed = plain.init(key, obs, act), normed.init(key, obs, act)
+    assert "LayerNorm_0" in p_normed["params"]["q1"]["MLP_0"] and "LayerNorm_0" not in p_plain["params"]["q1"]["MLP_0"]
+    q = lambda net, params, c: np.asarray(net.apply(params, c * obs, c * act))
+    np.testing.assert_allclose(q(plain, p_plain, 1e6), 10 * q(plain, p_plain, 1e5), rtol=1e-3)
+    np.testing.assert_allclose(q(normed, p_normed, 1e6), q(normed, p_normed, 1e5), rtol=1e-3, atol=1e-5)
+    assert np.abs(q(normed, p_normed, 1e6)).max() < 100 * np.abs(q(normed, p_normed, 1.0)).max() + 10
+
+
 @pytest.mark.parametrize("explicit_infos", [False, True])
 def test_delayed_runs_on_multiples_of_the_delay_and_reports_nan_otherwise(explicit_infos):
     def update(count):

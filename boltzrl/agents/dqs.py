@@ -168,6 +168,9 @@ class DQSConfig:
     """Hidden layer widths of each critic."""
     activation: str = "relu"
     """Activation of the critics' hidden layers."""
+    critic_layer_norm: bool = False
+    """A LayerNorm before each critic hidden layer's activation: Q stays bounded at actions the replay never held,
+    where the Boltzmann policy exp(Q/α) would otherwise chase the critics' extrapolation."""
     actor_lr: float = 3e-4
     """Adam learning rate of the score network."""
     critic_lr: float = 1e-3
@@ -322,7 +325,7 @@ def _curvature_completion(score_fn, u0, schedule: diffusion.VESchedule, lo, key)
 def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     schedule = diffusion.VESchedule(config.sigma_min, config.sigma_max)
     score_net = nets.ScoreNet(config.actor_width, config.actor_blocks, act_dim, embed_dim=config.embed_dim)
-    critic_net = nets.Critics(2, config.critic_hidden, config.activation)
+    critic_net = nets.Critics(2, config.critic_hidden, config.activation, config.critic_layer_norm)
     score_opt, critic_opt = adam(config.actor_lr), adam(config.critic_lr)
     num_steps = config.denoising_steps
     auto_alpha = config.alpha_schedule == "auto"
