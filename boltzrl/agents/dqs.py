@@ -170,7 +170,7 @@ class DQSConfig:
     """Activation of the critics' hidden layers."""
     critic_layer_norm: bool = False
     """A LayerNorm before each critic hidden layer's activation: Q stays bounded at actions the replay never held,
-    where the Boltzmann policy exp(Q/α) would otherwise chase the critics' extrapolation."""
+    which the Boltzmann policy exp(Q/α) samples too. Measured on DMC (benchmarks/dqs): faster, steadier learning."""
     actor_lr: float = 3e-4
     """Adam learning rate of the score network."""
     critic_lr: float = 1e-3
