@@ -1,6 +1,7 @@
 #!/bin/bash
-# The DQS `auto` preset's DMC runs (every seed of the preset as it now is) beside this machine's baselines, through
-# `boltzrl report`: tables with 95 % bootstrap intervals over seeds, learning curves and the papers' numbers.
+# The DQS `auto` preset's DMC runs (every seed, before and since its LayerNorm critics) beside this machine's
+# baselines, through `boltzrl report`: tables with 95 % bootstrap intervals over seeds, learning curves and the
+# papers' numbers.
 # Writes dmc_report/ (report.md, returns.csv, aggregate.csv, cost.csv, curves_*.png). Run from this folder.
 set -euo pipefail
 tmp=$(mktemp -d)
@@ -11,8 +12,17 @@ collect() {  # copy a run's logs (not its checkpoint) under a name the report wi
   mkdir "$runs/$2"
   cp "$1"/config.json "$1"/summary.json "$1"/eval.csv "$1"/train.csv "$runs/$2/"
 }
-for run in reacher_hard_auto_beta05* cheetah_run_auto_beta05* walker_run_auto_beta05*; do
-  [ -d "$run" ] && collect "$run" "$run"
+# The preset's runs in the sweep layout dqs/ENV/VARIANT/seedS, so that the report keeps its versions apart: before
+# (auto_beta05) and since (auto_ln) its critics took a LayerNorm.
+for variant in beta05 ln; do
+  for run in reacher_hard_auto_${variant}* cheetah_run_auto_${variant}* walker_run_auto_${variant}*; do
+    [ -d "$run" ] || continue
+    where=$(python -c 'import json, sys; t = json.load(open(sys.argv[1]))["train"]; print(t["env"], t["seed"])' \
+      "$run/config.json")
+    set -- $where
+    mkdir -p "$runs/dqs/$1/auto_$variant"
+    collect "$run" "dqs/$1/auto_$variant/seed$2"
+  done
 done
 collect ../sac_cheetah/run sac_cheetah_run
 collect ../baselines/sac_reacher_hard sac_reacher_hard
