@@ -107,7 +107,6 @@ def test_layer_norm_critics_stay_bounded_where_plain_ones_grow_linearly():
     q = lambda net, params, c: np.asarray(net.apply(params, c * obs, c * act))
     np.testing.assert_allclose(q(plain, p_plain, 1e6), 10 * q(plain, p_plain, 1e5), rtol=1e-3)
     np.testing.assert_allclose(q(normed, p_normed, 1e6), q(normed, p_normed, 1e5), rtol=1e-3, atol=1e-5)
-    assert np.abs(q(normed, p_normed, 1e6)).max() < 100 * np.abs(q(normed, p_normed, 1.0)).max() + 10
 
 
 @pytest.mark.parametrize("explicit_infos", [False, True])
