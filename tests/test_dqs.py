@@ -292,6 +292,23 @@ def test_auto_alpha_cools_a_too_wide_policy_and_warms_a_too_narrow_one(target, d
     assert agent.update.traces == 1
 
 
+def test_alpha_tuned_every_nth_update_moves_only_there():
+    """alpha_update_every=3: log α moves at the 1st, 4th and 7th update and stays put in between, and the logged
+    entropy is that of the tuning updates only (the others' are left out of the mean, not counted as NaN)."""
+    config = DQSConfig(**FEW_STEPS, alpha_schedule="auto", alpha=0.3, target_entropy_per_dim=-6.0,
+                       alpha_update_every=3)
+    agent = make(config, 3, 2)
+    state = agent.init(jax.random.PRNGKey(0))
+    moved = []
+    for i in range(7):
+        before = float(state.log_alpha)
+        state, info = agent.update(state, make_batches(1, 32, 3, 2, seed=i), jax.random.PRNGKey(i))
+        moved.append(float(state.log_alpha) != before)
+        assert np.isnan(float(info["entropy"])) != moved[-1], (i, info)
+    assert moved == [True, False, False, True, False, False, True]
+    assert agent.update.traces == 1
+
+
 def test_n_step_lower_bound_takes_the_larger_target_and_leaves_one_step_batches_alone():
     """Under auto (the entropy's chains share the TD target's): one-step rewards far above the n-step targets win on
     every row, far below on none; on one-step rows (no one_step) the option changes nothing."""
@@ -423,7 +440,8 @@ def test_auto_preset_and_bad_options():
                          (dict(target_entropy_follows="critics"), "target_entropy_start_per_dim"),
                          (dict(score_std_min=1.5), "score_std_min"),
                          (dict(score_loss_weight="snr"), "score_loss_weight"),
-                         (dict(entropy_completion="exact"), "entropy_completion")]:
+                         (dict(entropy_completion="exact"), "entropy_completion"),
+                         (dict(alpha_update_every=0), "alpha_update_every")]:
         with pytest.raises(ValueError, match=message):
             DQSConfig(**bad)
 

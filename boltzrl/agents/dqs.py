@@ -63,7 +63,7 @@ import jax.numpy as jnp
 
 from boltzrl import diffusion, nets
 from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, adam, apply_grads, scan_updates
-from boltzrl.agents.critic import critic_update
+from boltzrl.agents.critic import critic_update, delayed
 from boltzrl.agents.entropy import alpha_loss
 from boltzrl.diffusion.samplers import (VE_STEPS, jacobian_rows, probability_flow_heun, ve_ancestral,
                                        ve_euler_maruyama_on_grid)
@@ -143,6 +143,10 @@ class DQSConfig:
     is seen, so updates stays the default."""
     alpha_lr: float = 1e-3
     """Adam learning rate of log α under alpha_schedule=auto."""
+    alpha_update_every: int = 1
+    """Under auto, tune α at every n-th update only, its entropy samples drawn by a chain of their own there (at
+    n = 1 they are extra rows of the TD target's chain): the estimate costs about a seventh of an update. Raise
+    alpha_lr n-fold with it to keep α's drift per update."""
     entropy_states: int = 16
     """States of the minibatch at which auto estimates the policy's entropy."""
     entropy_samples: int = 4
@@ -191,7 +195,7 @@ class DQSConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
-        for name in ("grid_rho", "grid_std_min", "alpha_lr", "entropy_states", "entropy_nodes", "num_mc_samples",
+        for name in ("grid_rho", "grid_std_min", "alpha_lr", "alpha_update_every", "entropy_states", "entropy_nodes", "num_mc_samples",
                      "denoising_steps", "alpha_horizon", "target_entropy_horizon", "alpha", "alpha_final"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
@@ -419,8 +423,8 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         k_critic, k_score, k_entropy = jax.random.split(key, 3)
         alpha = current_alpha(state)
         # one chain for every next state this step needs, drawn with the same (pre-update) network: the TD
-        # target's, the one-step next states' under the n-step lower bound, and under auto the entropy's
-        # entropy_samples chains at each of the first entropy_states next states
+        # target's, the one-step next states' under the n-step lower bound, and under auto (tuned at every update)
+        # the entropy's entropy_samples chains at each of the first entropy_states next states
         batch_size = batch.next_obs.shape[0]
         chain_obs = [batch.next_obs]
         bounded = config.n_step_lower_bound and batch.one_step is not None
@@ -429,22 +433,34 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         if auto_alpha:
             num_states = min(config.entropy_states, batch_size)
             entropy_obs = jnp.repeat(batch.next_obs[:num_states], config.entropy_samples, axis=0)
-            chain_obs.append(entropy_obs)
+            entropy_shape = (num_states, config.entropy_samples)
+            if config.alpha_update_every == 1:
+                chain_obs.append(entropy_obs)
         u = sample_pre_tanh(state.score, jnp.concatenate(chain_obs), alpha, k_critic, "sde")
         next_action = jnp.tanh(u[:batch_size])
         one_step_action = jnp.tanh(u[batch_size:2 * batch_size]) if bounded else None
-        if auto_alpha:
-            u0 = u[-len(entropy_obs):].reshape(num_states, config.entropy_samples, -1)
-            sampled_with = state.score
+        sampled_with = state.score
         state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma, config.tau,
                                     one_step_action=one_step_action)
         score, s_opt, s_loss, target_norm = score_update(state, batch, alpha, k_score)
         state = state.replace(score=score, score_opt=s_opt, steps=state.steps + 1)
         info = {**info, "actor_loss": s_loss, "alpha": alpha, "target_norm": target_norm}
         if auto_alpha:
-            obs = entropy_obs.reshape(u0.shape[:2] + (obs_dim,))
-            state, alpha_info = tune_alpha(
-                state, sampled_with, obs, jax.lax.stop_gradient(u0), alpha, k_entropy)
+            obs = entropy_obs.reshape(entropy_shape + (obs_dim,))
+
+            def tune(state, u0, key):
+                return tune_alpha(state, sampled_with, obs, jax.lax.stop_gradient(u0.reshape(entropy_shape + (-1,))),
+                                  alpha, key)
+
+            if config.alpha_update_every == 1:
+                state, alpha_info = tune(state, u[-len(entropy_obs):], k_entropy)
+            else:
+                k_chain, k_tune = jax.random.split(k_entropy)
+
+                def sample_and_tune(state):
+                    return tune(state, sample_pre_tanh(sampled_with, entropy_obs, alpha, k_chain, "sde"), k_tune)
+
+                state, alpha_info = delayed(state.steps - 1, config.alpha_update_every, sample_and_tune, state)
             info = {**info, **alpha_info}
         return state, info
 
