@@ -15,7 +15,7 @@ collect() {  # copy a run's logs (not its checkpoint) under a name the report wi
 # The preset's runs in the sweep layout dqs/ENV/VARIANT/seedS, so that the report keeps its versions apart: before
 # (auto_beta05) and since (auto_ln) its critics took a LayerNorm.
 for variant in beta05 ln; do
-  for run in reacher_hard_auto_${variant}* cheetah_run_auto_${variant}* walker_run_auto_${variant}*; do
+  for run in {reacher_hard,cheetah_run,walker_run}_auto_${variant}{,_seed*}; do  # not the variants' variants
     [ -d "$run" ] || continue
     where=$(python -c 'import json, sys; t = json.load(open(sys.argv[1]))["train"]; print(t["env"], t["seed"])' \
       "$run/config.json")
