@@ -197,7 +197,8 @@ class DQSConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
         for name in ("grid_rho", "grid_std_min", "alpha_lr", "alpha_update_every", "entropy_states", "entropy_nodes",
-                     "num_mc_samples", "denoising_steps", "alpha_horizon", "target_entropy_horizon", "alpha", "alpha_final"):
+                     "num_mc_samples", "denoising_steps", "alpha_horizon", "target_entropy_horizon", "alpha",
+                     "alpha_final"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.entropy_samples < 2:
