@@ -127,9 +127,30 @@ class EpsNet(nn.Module):
         return MLP(self.hidden, self.act_dim, self.act)(jnp.concatenate([obs, noisy_action, emb], -1))
 
 
+class ConditionedDense(nn.Module):
+    """Dense(concat(inputs)) with one kernel, each input multiplied by its own rows at its own shape before the
+    broadcast: the embeddings of a scalar t or α shared by a whole batch of chains cost one row, not one per chain.
+    The parameters (kernel (Σ sizes, width), bias) are those of nn.Dense on the concatenation."""
+
+    width: int
+    kernel_init: Callable = nn.initializers.orthogonal()
+
+    @nn.compact
+    def __call__(self, *inputs):
+        sizes = [x.shape[-1] for x in inputs]
+        kernel = self.param("kernel", self.kernel_init, (sum(sizes), self.width))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.width,))
+        out, start = bias, 0
+        for x, size in zip(inputs, sizes):
+            out = out + x @ kernel[start:start + size]
+            start += size
+        return out
+
+
 class ScoreNet(nn.Module):
     """s_θ(s, x, t, α) of a VE diffusion policy (DQS style): sinusoidal embeddings of t and α,
-    Dense → residual blocks (h + act(Dense h)) → output, orthogonal initialisation."""
+    Dense → residual blocks (h + act(Dense h)) → output, orthogonal initialisation. The first layer takes s, t and
+    α at their own shapes (`ConditionedDense`): a chain's steps share one t and α, and its state is fixed."""
 
     width: int
     num_blocks: int
@@ -140,15 +161,13 @@ class ScoreNet(nn.Module):
     @nn.compact
     def __call__(self, obs, x, t, alpha):
         f = activation(self.act)
-        batch = x.shape[:-1]
-        t_emb = jnp.broadcast_to(sinusoidal_embedding(t, self.embed_dim), batch + (self.embed_dim,))
-        a_emb = jnp.broadcast_to(sinusoidal_embedding(alpha, self.embed_dim), batch + (self.embed_dim,))
-        obs = jnp.broadcast_to(obs, batch + obs.shape[-1:])
         init = nn.initializers.orthogonal()
-        h = nn.Dense(self.width, kernel_init=init)(jnp.concatenate([obs, x, t_emb, a_emb], -1))
-        for _ in range(self.num_blocks):
-            h = h + f(nn.Dense(self.width, kernel_init=init)(h))
-        return nn.Dense(self.act_dim, kernel_init=init)(f(h))
+        t_emb, a_emb = sinusoidal_embedding(t, self.embed_dim), sinusoidal_embedding(alpha, self.embed_dim)
+        h = ConditionedDense(self.width, init, name="Dense_0")(obs, x, t_emb, a_emb)
+        h = jnp.broadcast_to(h, x.shape[:-1] + (self.width,))
+        for i in range(self.num_blocks):
+            h = h + f(nn.Dense(self.width, kernel_init=init, name=f"Dense_{i + 1}")(h))
+        return nn.Dense(self.act_dim, kernel_init=init, name=f"Dense_{self.num_blocks + 1}")(f(h))
 
 
 def soft_update(target, online, tau: float):

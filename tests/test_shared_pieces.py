@@ -2,6 +2,7 @@
 stage's wiring, Polyak averaging, the delayed-update switch, the tanh-Gaussian log-probability, the temperature
 loss and the pre-tanh Boltzmann energy."""
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -107,6 +108,22 @@ def test_layer_norm_critics_stay_bounded_where_plain_ones_grow_linearly():
     q = lambda net, params, c: np.asarray(net.apply(params, c * obs, c * act))
     np.testing.assert_allclose(q(plain, p_plain, 1e6), 10 * q(plain, p_plain, 1e5), rtol=1e-3)
     np.testing.assert_allclose(q(normed, p_normed, 1e6), q(normed, p_normed, 1e5), rtol=1e-3, atol=1e-5)
+
+
+def test_conditioned_dense_is_dense_on_the_concatenation_with_shared_inputs_projected_once():
+    """Same parameters (names, shapes, initial values) as nn.Dense on the concatenated inputs, and the same
+    outputs when a time embedding shared by the whole batch comes in as one row, or each state once for M chains."""
+    key = jax.random.PRNGKey(0)
+    obs, x = jax.random.normal(key, (3, 1, 5)), jax.random.normal(jax.random.PRNGKey(1), (3, 4, 2))
+    t_emb = nets.sinusoidal_embedding(jnp.float32(0.3), 8)
+    full = jnp.concatenate([jnp.broadcast_to(obs, (3, 4, 5)), x, jnp.broadcast_to(t_emb, (3, 4, 8))], -1)
+    dense, conditioned = nn.Dense(7, kernel_init=nn.initializers.orthogonal()), nets.ConditionedDense(7)
+    params = dense.init(key, full)
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(
+        lambda a, b: a.shape == b.shape and bool(jnp.all(a == b)), params, conditioned.init(key, obs, x, t_emb)))
+    out = conditioned.apply(params, obs, x, t_emb)
+    assert out.shape == (3, 4, 7)
+    np.testing.assert_allclose(out, dense.apply(params, full), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("explicit_infos", [False, True])

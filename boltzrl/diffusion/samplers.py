@@ -136,11 +136,18 @@ def _sqrt_line(r):
 
 def jacobian_rows(fn, x):
     """∂fn/∂x of a row-wise fn at every row of x (..., d): (..., d, d), one JVP per input dimension."""
+    return value_and_jacobian_rows(fn, x)[1]
+
+
+def value_and_jacobian_rows(fn, x):
+    """(fn(x), ∂fn/∂x) of a row-wise fn at every row of x (..., d): one forward pass, then a JVP per input dimension
+    through the linearised fn."""
     dim = x.shape[-1]
     eye = jnp.eye(dim, dtype=x.dtype).reshape((dim,) + (1,) * (x.ndim - 1) + (dim,))
     basis = jnp.broadcast_to(eye, (dim,) + x.shape)
-    columns = jax.vmap(lambda v: jax.jvp(fn, (x,), (v,))[1])(basis)  # (d_in, ..., d_out)
-    return jnp.moveaxis(columns, 0, -1)
+    value, linear = jax.linearize(fn, x)
+    columns = jax.vmap(linear)(basis)  # (d_in, ..., d_out)
+    return value, jnp.moveaxis(columns, 0, -1)
 
 
 def ve_ancestral(
@@ -203,13 +210,12 @@ def ve_ancestral(
 
     def last_step(x, t, h, h_n, step_input):
         delta = h - h_n
-        s = score_fn(x, t)
         if eta == 0.0:
-            return x + delta * s
+            return x + delta * score_fn(x, t)
         z = normal(step_input)
         if noise == "point_mass":
-            return x + delta * s + eta * jnp.sqrt(delta * h_n / h) * z
-        jac = jacobian_rows(lambda y: score_fn(y, t), x)
+            return x + delta * score_fn(x, t) + eta * jnp.sqrt(delta * h_n / h) * z
+        s, jac = value_and_jacobian_rows(lambda y: score_fn(y, t), x)
         eye = jnp.eye(shape[-1], dtype=x.dtype)
         lam, vec = jnp.linalg.eigh(eye + 0.5 * delta * (jac + jnp.swapaxes(jac, -1, -2)))
         root = jnp.einsum("...ij,...j,...kj,...k->...i", vec, jnp.sqrt(jnp.clip(lam, 0.0, 1.0)), vec, z)
@@ -281,8 +287,7 @@ def probability_flow_heun(
     last = times.shape[0] - 2
     x, _ = jax.lax.scan(step, x, (times[:last], times[1:last + 1], std[:last], std[1:last + 1]))
     t, h = times[last], std[last] ** 2 - std[last + 1] ** 2
-    s = score_fn(x, t)
-    jac = jacobian_rows(lambda y: score_fn(y, t), x)
+    s, jac = value_and_jacobian_rows(lambda y: score_fn(y, t), x)
     lam, vec = jnp.linalg.eigh(0.5 * (jac + jnp.swapaxes(jac, -1, -2)))
     gain = h / (1.0 + jnp.sqrt(1.0 + jnp.clip(h * lam, -1.0, 0.0)))
     return x + jnp.einsum("...ij,...j,...kj,...k->...i", vec, gain, vec, s)
