@@ -1,6 +1,6 @@
 """The pieces the agents share, each against a hand-computed answer: the clipped double-Q target, the critic
-stage's wiring, Polyak averaging, the delayed-update switch, the tanh-Gaussian log-probability, the temperature
-loss and the pre-tanh Boltzmann energy."""
+stage's wiring, Polyak averaging, the critics' LayerNorm, the score network's first layer, the delayed-update
+switch, the tanh-Gaussian log-probability, the temperature loss and the pre-tanh Boltzmann energy."""
 
 import flax.linen as nn
 import flax.struct
