@@ -60,7 +60,8 @@ def main():
     sac_step = sac_update + float(np.median(times["sac"][1]))
     print(f"<!-- {date.today()}, {platform.machine()} {os.cpu_count()} CPUs, jax {jax.__version__}, dqs:{args.preset}, "
           f"obs 17, act 6, batch 256, {args.repeats} rounds -->")
-    print("| score network | median ms / update | ratio to SAC | ms / action | ratio per env step (1 update + 1 action) |")
+    print("| score network | median ms / update | ratio to SAC | ms / action "
+          "| ratio per env step (1 update + 1 action) |")
     print("|---|---|---|---|---|")
     for name, (updates, acts) in times.items():
         update, act = float(np.median(updates)), float(np.median(acts))
