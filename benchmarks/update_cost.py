@@ -66,6 +66,29 @@ def make_timer(algo, preset, overrides, obs_dim, act_dim, chunk, batch_size=256)
     return run_once, act_once
 
 
+def measure_interleaved(timers: dict, repeats: int) -> dict:
+    """{name: (update ms per round, median action ms per round)} for {name: (update, act)} timers, their calls
+    interleaved so that load changes hit every configuration alike; 20 actions per configuration and round."""
+    times = {name: ([], []) for name in timers}
+    for _ in range(repeats):
+        for name, (update, act) in timers.items():
+            times[name][0].append(update())
+            times[name][1].append(float(np.median([act() for _ in range(20)])))
+    return times
+
+
+def print_cost_table(times: dict, first_column: str, ratio_digits: int = 1) -> None:
+    """The medians of `measure_interleaved`'s times as a Markdown table, with ratios to its "sac" row."""
+    sac_update, sac_act = (float(np.median(v)) for v in times["sac"])
+    print(f"| {first_column} | median ms / update | ratio to SAC | ms / action "
+          "| ratio per env step (1 update + 1 action) |")
+    print("|---|---|---|---|---|")
+    for name, (updates, acts) in times.items():
+        update, act = float(np.median(updates)), float(np.median(acts))
+        print(f"| {name} | {update:.2f} | {update / sac_update:.{ratio_digits}f} | {act:.2f} | "
+              f"{(update + act) / (sac_update + sac_act):.{ratio_digits}f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("configs", nargs="+")
@@ -75,23 +98,14 @@ def main():
     parser.add_argument("--chunk", type=int, default=4, help="updates per compiled call")
     args = parser.parse_args()
 
-    sac = make_timer("sac", None, {}, args.obs_dim, args.act_dim, args.chunk)
-    timers = [(text, make_timer(*parse_spec(text), args.obs_dim, args.act_dim, args.chunk)) for text in args.configs]
-    timers = [("sac", sac)] + timers
-    times = {text: ([], []) for text, _ in timers}
-    for _ in range(args.repeats):  # interleave so that load changes hit every configuration alike
-        for text, (update, act) in timers:
-            times[text][0].append(update())
-            times[text][1].append(float(np.median([act() for _ in range(20)])))
-    sac_update, sac_act = (float(np.median(v)) for v in times["sac"])
+    timers = {"sac": make_timer("sac", None, {}, args.obs_dim, args.act_dim, args.chunk)}
+    for text in args.configs:
+        timers[text] = make_timer(*parse_spec(text), args.obs_dim, args.act_dim, args.chunk)
+    times = measure_interleaved(timers, args.repeats)
     print(f"<!-- {date.today()}, {platform.machine()} {os.cpu_count()} CPUs, jax {jax.__version__}, "
           f"obs {args.obs_dim}, act {args.act_dim}, batch 256, {args.repeats} rounds -->")
-    print("| configuration | median ms / update | ratio to SAC | ms / action | ratio per env step (1 update + 1 action) |")
-    print("|---|---|---|---|---|")
-    for text, (updates, acts) in times.items():
-        update, act = float(np.median(updates)), float(np.median(acts))
-        print(f"| {text} | {update:.2f} | {update / sac_update:.1f} | {act:.2f} | "
-              f"{(update + act) / (sac_update + sac_act):.1f} |")
+    print_cost_table(times, "configuration")
+
 
 if __name__ == "__main__":
     main()

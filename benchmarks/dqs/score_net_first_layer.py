@@ -22,7 +22,7 @@ import numpy as np
 from boltzrl import nets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from update_cost import make_timer  # noqa: E402
+from update_cost import make_timer, measure_interleaved, print_cost_table  # noqa: E402
 
 
 class ConcatScoreNet(nets.ScoreNet):
@@ -51,21 +51,10 @@ def main():
     timers["concatenated first layer"] = make_timer("dqs", args.preset, {}, 17, 6, 4)
     nets.ScoreNet = split
     timers["ConditionedDense first layer"] = make_timer("dqs", args.preset, {}, 17, 6, 4)
-    times = {name: ([], []) for name in timers}
-    for _ in range(args.repeats):  # interleaved, so that load changes hit every configuration alike
-        for name, (update, act) in timers.items():
-            times[name][0].append(update())
-            times[name][1].append(float(np.median([act() for _ in range(20)])))
-    sac_update = float(np.median(times["sac"][0]))
-    sac_step = sac_update + float(np.median(times["sac"][1]))
+    times = measure_interleaved(timers, args.repeats)
     print(f"<!-- {date.today()}, {platform.machine()} {os.cpu_count()} CPUs, jax {jax.__version__}, dqs:{args.preset}, "
           f"obs 17, act 6, batch 256, {args.repeats} rounds -->")
-    print("| score network | median ms / update | ratio to SAC | ms / action "
-          "| ratio per env step (1 update + 1 action) |")
-    print("|---|---|---|---|---|")
-    for name, (updates, acts) in times.items():
-        update, act = float(np.median(updates)), float(np.median(acts))
-        print(f"| {name} | {update:.2f} | {update / sac_update:.2f} | {act:.2f} | {(update + act) / sac_step:.2f} |")
+    print_cost_table(times, "score network", ratio_digits=2)
     paired = np.array(times["ConditionedDense first layer"][0]) / np.array(times["concatenated first layer"][0])
     print(f"\nPaired median of ConditionedDense / concatenated per update: {np.median(paired):.3f}")
 
