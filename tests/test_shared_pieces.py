@@ -1,4 +1,5 @@
-"""The pieces the agents share, each against a hand-computed answer: the clipped double-Q target, the critic
+"""The pieces the agents share, each against a hand-computed answer: the clipped double-Q target and its scale of
+pessimism, the critic
 stage's wiring, Polyak averaging, the critics' LayerNorm, the score network's first layer, the delayed-update
 switch, the tanh-Gaussian log-probability, the temperature loss and the pre-tanh Boltzmann energy."""
 
@@ -12,7 +13,7 @@ from scipy.stats import norm
 
 from boltzrl import nets
 from boltzrl.agents.base import Batch, OneStep, adam, apply_grads
-from boltzrl.agents.critic import clipped_double_q_target, critic_update, delayed, polyak_target
+from boltzrl.agents.critic import clipped_double_q_target, critic_update, delayed, pessimistic_q, polyak_target
 from boltzrl.agents.entropy import alpha_loss, sample_tanh_gaussian
 from boltzrl.diffusion import boltzmann_energy, log_tanh_jacobian
 
@@ -30,6 +31,19 @@ def test_clipped_double_q_target_takes_the_ensemble_minimum_and_stops_at_termina
     np.testing.assert_allclose(y, [1.0 + 0.9 * 3.0, 0.5 + 0.9 * 2.0, 2.0], rtol=1e-6)
     y = clipped_double_q_target(next_qs, reward, terminated, 0.9, next_penalty=jnp.array([1.0, -1.0, 7.0]))
     np.testing.assert_allclose(y, [1.0 + 0.9 * 2.0, 0.5 + 0.9 * 3.0, 2.0], rtol=1e-6)
+
+
+def test_pessimism_moves_the_twin_critics_value_from_their_minimum_to_their_mean():
+    qs = jnp.array([[4.0, 2.0, -1.0], [3.0, 5.0, -1.0]])
+    np.testing.assert_allclose(pessimistic_q(qs, 1.0), [3.0, 2.0, -1.0])
+    np.testing.assert_allclose(pessimistic_q(qs, 0.999), [3.0005, 2.0015, -1.0], rtol=1e-6)  # the general formula
+    np.testing.assert_allclose(pessimistic_q(qs, 0.0), [3.5, 3.5, -1.0])
+    np.testing.assert_allclose(pessimistic_q(qs, 0.5), [3.25, 2.75, -1.0])
+    y = clipped_double_q_target(qs, jnp.zeros(3), jnp.zeros(3), 0.5, pessimism=0.0)
+    np.testing.assert_allclose(y, [1.75, 1.75, -0.5])
+    # where the critics agree the gradient is that of their mean (a std would give NaN there)
+    grad = jax.grad(lambda q: pessimistic_q(jnp.stack([q, q]), 0.5))(1.0)
+    np.testing.assert_allclose(grad, 1.0)
 
 
 def test_polyak_update_arithmetic():

@@ -22,10 +22,22 @@ from boltzrl import nets
 from boltzrl.agents.base import critic_step, td_target
 
 
-def clipped_double_q_target(next_qs, reward, terminated, gamma: float, next_penalty=None):
+def pessimistic_q(qs, pessimism: float = 1.0):
+    """The ensemble's values (E, ...) reduced to one: mean_j Q_j − pessimism·mean_j |Q_j − mean Q|. For twin
+    critics pessimism = 1 is their minimum (clipped double Q, computed as such), 0 their mean: a scale between the
+    underestimation of the minimum and the overestimation a maximising actor finds in one critic. The absolute
+    deviation, not the std, so that the gradient stays finite where the critics agree."""
+    if pessimism == 1.0:
+        return qs.min(0)
+    mean = qs.mean(0)
+    return mean - pessimism * jnp.abs(qs - mean).mean(0)
+
+
+def clipped_double_q_target(next_qs, reward, terminated, gamma: float, next_penalty=None, pessimism: float = 1.0):
     """y = r + γ·(1 − terminated)·(min_j Q̄_j(s′, a′) − penalty) from the target ensemble's values (E, B); the
-    minimum over the ensemble counters the overestimation of a maximising actor (Fujimoto et al. 2018)."""
-    next_q = next_qs.min(0)
+    minimum over the ensemble counters the overestimation of a maximising actor (Fujimoto et al. 2018). With
+    pessimism < 1 the minimum becomes `pessimistic_q`."""
+    next_q = pessimistic_q(next_qs, pessimism)
     if next_penalty is not None:
         next_q = next_q - next_penalty
     return td_target(reward, terminated, next_q, gamma)
@@ -37,24 +49,27 @@ def polyak_target(state, tau: float):
 
 
 def critic_update(critic_net, opt, state, batch, next_action, gamma: float, tau: float | None = None,
-                  next_penalty=None, reward_scale: float | None = None, one_step_action=None):
+                  next_penalty=None, reward_scale: float | None = None, one_step_action=None,
+                  pessimism: float = 1.0):
     """One clipped double-Q step on state.critic with the next action a′ (B, d); with tau, also the Polyak step
     of the targets towards the new critic (leave it None where the targets follow a delayed actor).
 
     one_step_action: for n-step rows (batch.one_step), the next action at each row's one-step next state; the
     target is then the larger of the n-step and the one-step target (`lower_bound_target`).
 
+    pessimism: how the twin targets are reduced (`pessimistic_q`; 1, the default, is their minimum).
+
     Returns (state, {"critic_loss", "q_mean"}, plus "n_step_share" with one_step_action)."""
     scale = (lambda r: r) if reward_scale is None else (lambda r: reward_scale * r)
     next_qs = critic_net.apply(state.target_critic, batch.next_obs, next_action)
-    target = clipped_double_q_target(next_qs, scale(batch.reward), batch.terminated, gamma, next_penalty)
+    target = clipped_double_q_target(next_qs, scale(batch.reward), batch.terminated, gamma, next_penalty, pessimism)
     extra = {}
     if one_step_action is not None:
         if next_penalty is not None:
             raise ValueError("an n-step lower bound is not defined here for a target with an entropy penalty")
         one = batch.one_step
         one_qs = critic_net.apply(state.target_critic, one.next_obs, one_step_action)
-        one_target = clipped_double_q_target(one_qs, scale(one.reward), one.terminated, gamma)
+        one_target = clipped_double_q_target(one_qs, scale(one.reward), one.terminated, gamma, pessimism=pessimism)
         target, extra["n_step_share"] = lower_bound_target(target, one_target)
     critic, opt_state, loss, q_mean = critic_step(critic_net, opt, state.critic, state.critic_opt, batch.obs,
                                                   batch.action, target)

@@ -63,7 +63,7 @@ import jax.numpy as jnp
 
 from boltzrl import diffusion, nets
 from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, adam, apply_grads, scan_updates
-from boltzrl.agents.critic import critic_update, delayed
+from boltzrl.agents.critic import critic_update, delayed, pessimistic_q
 from boltzrl.agents.entropy import alpha_loss
 from boltzrl.diffusion.samplers import (VE_STEPS, jacobian_rows, probability_flow_heun, ve_ancestral,
                                        ve_euler_maruyama_on_grid)
@@ -176,6 +176,9 @@ class DQSConfig:
     critic_layer_norm: bool = False
     """A LayerNorm before each critic hidden layer's activation: Q stays bounded at actions the replay never held,
     which the Boltzmann policy exp(Q/α) samples too. Measured on DMC (benchmarks/dqs): faster, steadier learning."""
+    critic_pessimism: float = 1.0
+    """How the twin critics' values become the one Q of the TD target and of the Boltzmann energy: mean − this·std
+    over the two (`critic.pessimistic_q`): 1 is their minimum (clipped double Q, the paper's), 0 their mean."""
     actor_lr: float = 3e-4
     """Adam learning rate of the score network."""
     critic_lr: float = 1e-3
@@ -201,6 +204,8 @@ class DQSConfig:
                      "alpha_final"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.critic_pessimism < 0:
+            raise ValueError(f"critic_pessimism must be non-negative, got {self.critic_pessimism}.")
         if self.entropy_samples < 2:
             raise ValueError(f"entropy_samples must be at least 2, got {self.entropy_samples}.")
         if self.target_entropy_follows == "critics" and self.target_entropy_start_per_dim is None:
@@ -393,7 +398,7 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         """One regression step of the score network on the iDEM target of the (already updated) online critics."""
         n = config.score_batch_size or batch.obs.shape[0]
         obs, action = batch.obs[:n], batch.action[:n]  # minibatch rows are already a uniform draw
-        q_fn = lambda s, a: critic_net.apply(state.critic, s, a).min(0)
+        q_fn = lambda s, a: pessimistic_q(critic_net.apply(state.critic, s, a), config.critic_pessimism)
         x, t, target = diffusion.score_matching_batch(q_fn, obs, action, alpha, schedule, key, config.num_mc_samples,
                                                       config.score_clip, config.richardson, config.score_std_min)
 
@@ -443,7 +448,7 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         one_step_action = jnp.tanh(u[batch_size:2 * batch_size]) if bounded else None
         sampled_with = state.score
         state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma, config.tau,
-                                    one_step_action=one_step_action)
+                                    one_step_action=one_step_action, pessimism=config.critic_pessimism)
         score, s_opt, s_loss, target_norm = score_update(state, batch, alpha, k_score)
         state = state.replace(score=score, score_opt=s_opt, steps=state.steps + 1)
         info = {**info, "actor_loss": s_loss, "alpha": alpha, "target_norm": target_norm}
