@@ -180,7 +180,7 @@ class DQSConfig:
     """How the twin critics' values become the one Q of the TD target and of the Boltzmann energy: their mean − this
     × their absolute deviation (`critic.pessimistic_q`): 1 is their minimum (clipped double Q, the paper's), 0 their
     mean. Measured on DMC (benchmarks/dqs): the mean learns faster early, ends lower on cheetah-run and walker-run,
-    higher on reacher-hard; the presets keep 1."""
+    on reacher-hard higher on one seed, lower on another; the presets keep 1."""
     actor_lr: float = 3e-4
     """Adam learning rate of the score network."""
     critic_lr: float = 1e-3
