@@ -7,7 +7,11 @@ evaluation (the noise-free chain) and best-of-16 (16 samples of the exploring po
 minimum ranks highest). For each, the mean return, the share of episodes above 100 (the finger found the target)
 and, over the failed episodes, the median closest distance between finger and target: a failure that passes near
 the target is a control problem, one that never comes near is a policy (and critic) that does not know the way.
-If best-of-16 rescues the failures the critic knows the way and the policy lags it; if not, the critic does not."""
+If best-of-16 rescues the failures the critic knows the way and the policy lags it; if not, the critic does not.
+Each target can be reached with the elbow bent either way (wrist angle of either sign); the last columns give the
+share of episodes that end with a positive wrist angle, among the successes and among the failures, and how far
+from the target the failures end: a policy that has learned one of the two arm configurations ends every success
+with the same sign."""
 
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ CANDIDATES = 16
 
 
 def rollout(envs, act, key):
-    """(returns, closest finger-target distances) of one episode per env, all stepped together."""
+    """(returns, closest and final finger-target distances, final wrist angles) of one episode per env, all stepped
+    together."""
     obs = np.stack([env.reset(seed=1000 + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
     returns, closest = np.zeros(len(envs)), np.full(len(envs), np.inf)
     for _ in range(1000):
@@ -36,7 +41,17 @@ def rollout(envs, act, key):
             obs[i], reward, *_ = env.step(actions[i])
             returns[i] += reward
             closest[i] = min(closest[i], float(env.unwrapped.physics.finger_to_target_dist()))
-    return returns, closest
+    final = np.array([float(env.unwrapped.physics.finger_to_target_dist()) for env in envs])
+    wrist = np.array([float(env.unwrapped.physics.named.data.qpos["wrist"][0]) for env in envs])
+    return returns, closest, final, wrist
+
+
+def _median(values) -> str:
+    return f"{np.median(values):.3f}" if len(values) else "–"
+
+
+def _share(flags) -> str:
+    return f"{flags.sum()} / {len(flags)}" if len(flags) else "–"
 
 
 def main():
@@ -46,13 +61,14 @@ def main():
     args = parser.parse_args()
     print(f"<!-- {date.today()}, jax {jax.__version__}: python benchmarks/dqs/reacher_failures.py "
           f"{' '.join(args.runs)} --episodes {args.episodes} -->")
-    print("| run | action rule | return | episodes > 100 | closest distance in the failed ones (median) |")
-    print("|---|---|---|---|---|")
+    print("| run | action rule | return | episodes > 100 | closest distance in the failed ones (median) | final "
+          "distance in the failed ones (median) | wrist > 0 at the end: successes | failures |")
+    print("|---|---|---|---|---|---|---|---|")
     envs = [make_env("reacher-hard", i) for i in range(args.episodes)]
     for run in args.runs:
         agent, state, _ = load_agent(run)
         _, cfg, _ = load_run_config(run)
-        critic = nets.Critics(2, cfg.critic_hidden, cfg.activation)
+        critic = nets.Critics(2, cfg.critic_hidden, cfg.activation, cfg.critic_layer_norm)
 
         def best_of_n(obs, key):
             many = jnp.repeat(obs, CANDIDATES, 0)
@@ -64,11 +80,11 @@ def main():
         rules = {"evaluation chain": lambda obs, key: agent.act(state, obs, key, True)[0],
                  f"best of {CANDIDATES} by the critics": best_of_n}
         for name, rule in rules.items():
-            returns, closest = rollout(envs, jax.jit(rule), jax.random.PRNGKey(0))
+            returns, closest, final, wrist = rollout(envs, jax.jit(rule), jax.random.PRNGKey(0))
             found = returns > 100
-            failed = f"{np.median(closest[~found]):.3f}" if (~found).any() else "–"
             print(f"| {run.rstrip('/').split('/')[-1]} | {name} | {returns.mean():.1f} | {found.sum()} / "
-                  f"{len(found)} | {failed} |", flush=True)
+                  f"{len(found)} | {_median(closest[~found])} | {_median(final[~found])} | "
+                  f"{_share(wrist[found] > 0)} | {_share(wrist[~found] > 0)} |", flush=True)
 
 
 if __name__ == "__main__":
