@@ -26,6 +26,7 @@ import numpy as np
 from boltzrl import nets
 from boltzrl.envs import make_env
 from boltzrl.training.evaluate_run import load_agent, load_run_config
+from reacher_failures import rollout
 
 GRID = np.stack(np.meshgrid(*[np.linspace(-0.999, 0.999, 41)] * 2), -1).reshape(-1, 2).astype(np.float32)
 REPLAY_STATES, POLICY_SAMPLES = 64, 256
@@ -69,27 +70,16 @@ def main():
         rows = np.random.default_rng(0).choice(int(replay["size"]), REPLAY_STATES, replace=False)
         at_replay = np.array([compare(obs, jax.random.PRNGKey(i))
                               for i, obs in enumerate(replay["obs"][rows].astype(np.float32))])
-        last_obs, returns = rollout(envs, jax.jit(lambda obs, key: agent.act(state, obs, key, True)[0]))
-        last = np.array([compare(obs, jax.random.PRNGKey(i)) for i, obs in enumerate(last_obs)])
+        episodes = rollout(envs, jax.jit(lambda obs, key: agent.act(state, obs, key, True)[0]),
+                           jax.random.PRNGKey(0))
+        returns = episodes.returns
+        last = np.array([compare(obs, jax.random.PRNGKey(i)) for i, obs in enumerate(episodes.last_obs)])
         failed, found = last[returns <= 100], last[returns > 100]
         med = lambda values: np.median(values) if len(values) else float("nan")
         print(f"| {run.rstrip('/').split('/')[-1]} | {alpha:.3f} | {med(at_replay[:, 0]):.2f} | "
               f"{med(at_replay[:, 1]):.2f} / {med(at_replay[:, 2]):.2f} | {med(at_replay[:, 4]):.1f} | "
               f"{len(failed)} / {len(returns)} | {med(failed[:, 3]):.1f} | {med(failed[:, 4]):.1f} | "
               f"{med(found[:, 3]):.1f} |", flush=True)
-
-
-def rollout(envs, act):
-    """(last observations, returns) of one evaluation episode per env, all stepped together."""
-    obs = np.stack([env.reset(seed=1000 + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
-    returns, key = np.zeros(len(envs)), jax.random.PRNGKey(0)
-    for _ in range(1000):
-        key, step_key = jax.random.split(key)
-        actions = np.asarray(act(jnp.asarray(obs), step_key))
-        for i, env in enumerate(envs):
-            obs[i], reward, *_ = env.step(actions[i])
-            returns[i] += reward
-    return obs, returns
 
 
 if __name__ == "__main__":

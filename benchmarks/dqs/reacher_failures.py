@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,9 +30,19 @@ from boltzrl.training.evaluate_run import load_agent, load_run_config
 CANDIDATES = 16
 
 
-def rollout(envs, act, key):
-    """(returns, closest and final finger-target distances, final wrist angles) of one episode per env, all stepped
-    together."""
+class Episodes(NamedTuple):
+    """One episode per env: returns, closest and final finger-target distances, final wrist angles and last
+    observations."""
+
+    returns: np.ndarray
+    closest: np.ndarray
+    final: np.ndarray
+    wrist: np.ndarray
+    last_obs: np.ndarray
+
+
+def rollout(envs, act, key) -> Episodes:
+    """One episode per env (seeds 1000+), all stepped together with act(obs, key)."""
     obs = np.stack([env.reset(seed=1000 + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
     returns, closest = np.zeros(len(envs)), np.full(len(envs), np.inf)
     for _ in range(1000):
@@ -43,7 +54,7 @@ def rollout(envs, act, key):
             closest[i] = min(closest[i], float(env.unwrapped.physics.finger_to_target_dist()))
     final = np.array([float(env.unwrapped.physics.finger_to_target_dist()) for env in envs])
     wrist = np.array([float(env.unwrapped.physics.named.data.qpos["wrist"][0]) for env in envs])
-    return returns, closest, final, wrist
+    return Episodes(returns, closest, final, wrist, obs)
 
 
 def _median(values) -> str:
@@ -80,7 +91,7 @@ def main():
         rules = {"evaluation chain": lambda obs, key: agent.act(state, obs, key, True)[0],
                  f"best of {CANDIDATES} by the critics": best_of_n}
         for name, rule in rules.items():
-            returns, closest, final, wrist = rollout(envs, jax.jit(rule), jax.random.PRNGKey(0))
+            returns, closest, final, wrist, _ = rollout(envs, jax.jit(rule), jax.random.PRNGKey(0))
             found = returns > 100
             print(f"| {run.rstrip('/').split('/')[-1]} | {name} | {returns.mean():.1f} | {found.sum()} / "
                   f"{len(found)} | {_median(closest[~found])} | {_median(final[~found])} | "
