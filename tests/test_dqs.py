@@ -323,6 +323,27 @@ def test_alpha_tuned_every_nth_update_moves_only_there():
     assert agent.update.traces == 1
 
 
+def test_policy_delay_updates_the_score_net_only_every_nth_update_and_the_critics_at_each():
+    """policy_delay=2: the score network moves at the 1st and 3rd update and not at the 2nd and 4th, the critics
+    and α at every one, and the skipped updates' actor loss is left out of the logged mean."""
+    config = DQSConfig(**FEW_STEPS, alpha_schedule="auto", alpha=0.3, policy_delay=2)
+    agent = make(config, 3, 2)
+    state = agent.init(jax.random.PRNGKey(0))
+    changed = lambda a, b: any(bool(jnp.any(x != y)) for x, y in zip(jax.tree_util.tree_leaves(a),
+                                                                        jax.tree_util.tree_leaves(b)))
+    score_moved = []
+    for i in range(4):
+        before = state
+        state, info = agent.update(state, make_batches(1, 32, 3, 2, seed=i), jax.random.PRNGKey(i))
+        score_moved.append(changed(before.score, state.score))
+        assert changed(before.critic, state.critic) and float(state.log_alpha) != float(before.log_alpha)
+        assert np.isnan(float(info["actor_loss"])) != score_moved[-1], (i, info)
+    assert score_moved == [True, False, True, False]
+    assert agent.update.traces == 1
+    with pytest.raises(ValueError, match="policy_delay"):
+        DQSConfig(policy_delay=0)
+
+
 def test_n_step_lower_bound_takes_the_larger_target_and_leaves_one_step_batches_alone():
     """Under auto (the entropy's chains share the TD target's): one-step rewards far above the n-step targets win on
     every row, far below on none; on one-step rows (no one_step) the option changes nothing."""

@@ -181,6 +181,10 @@ class DQSConfig:
     × their absolute deviation (`critic.pessimistic_q`): 1 is their minimum (clipped double Q, the paper's), 0 their
     mean. Measured on DMC (benchmarks/dqs): the mean learns faster early, ends lower on cheetah-run and walker-run,
     on reacher-hard higher on one seed, lower on another; the presets keep 1."""
+    policy_delay: int = 1
+    """The score network is updated at every this many critic updates; α is tuned at every one. With --utd 2, a
+    delay of 2 gives the critics two updates per env step for one more TD chain and critic step, without a second
+    K-sample score target."""
     actor_lr: float = 3e-4
     """Adam learning rate of the score network."""
     critic_lr: float = 1e-3
@@ -202,7 +206,7 @@ class DQSConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
         for name in ("grid_rho", "grid_std_min", "alpha_lr", "alpha_update_every", "entropy_states", "entropy_nodes",
-                     "num_mc_samples", "denoising_steps", "alpha_horizon", "target_entropy_horizon", "alpha",
+                     "policy_delay", "num_mc_samples", "denoising_steps", "alpha_horizon", "target_entropy_horizon", "alpha",
                      "alpha_final"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
@@ -451,9 +455,17 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         sampled_with = state.score
         state, info = critic_update(critic_net, critic_opt, state, batch, next_action, config.gamma, config.tau,
                                     one_step_action=one_step_action, pessimism=config.critic_pessimism)
-        score, s_opt, s_loss, target_norm = score_update(state, batch, alpha, k_score)
-        state = state.replace(score=score, score_opt=s_opt, steps=state.steps + 1)
-        info = {**info, "actor_loss": s_loss, "alpha": alpha, "target_norm": target_norm}
+
+        def update_score(state):
+            score, s_opt, s_loss, target_norm = score_update(state, batch, alpha, k_score)
+            return state.replace(score=score, score_opt=s_opt), {"actor_loss": s_loss, "target_norm": target_norm}
+
+        if config.policy_delay == 1:
+            state, score_info = update_score(state)
+        else:
+            state, score_info = delayed(state.steps, config.policy_delay, update_score, state)
+        state = state.replace(steps=state.steps + 1)
+        info = {**info, **score_info, "alpha": alpha}
         if auto_alpha:
             obs = entropy_obs.reshape(entropy_shape + (obs_dim,))
 
