@@ -141,7 +141,8 @@ def test_conditioned_dense_is_dense_on_the_concatenation_with_shared_inputs_proj
 
 
 @pytest.mark.parametrize("explicit_infos", [False, True])
-def test_delayed_runs_on_multiples_of_the_delay_and_reports_nan_otherwise(explicit_infos):
+@pytest.mark.parametrize("delay", [1, 3])
+def test_delayed_runs_on_multiples_of_the_delay_and_reports_nan_otherwise(explicit_infos, delay):
     def update(count):
         return count + 1, {"loss": jnp.float32(2.0), "vec": jnp.ones(3)}
 
@@ -150,12 +151,12 @@ def test_delayed_runs_on_multiples_of_the_delay_and_reports_nan_otherwise(explic
     @jax.jit
     def run(count):
         def body(count, step):
-            return delayed(step, 3, update, count, like)
+            return delayed(step, delay, update, count, like)
 
         return jax.lax.scan(body, count, jnp.arange(7))
 
     count, infos = run(jnp.int32(0))
-    ran = np.array([0, 3, 6])
+    ran = np.arange(0, 7, delay)
     assert int(count) == len(ran)
     np.testing.assert_array_equal(np.flatnonzero(np.isfinite(infos["loss"])), ran)
     np.testing.assert_array_equal(infos["loss"][ran], 2.0)

@@ -91,9 +91,12 @@ def lower_bound_target(n_step_target, one_step_target):
 
 def delayed(step, delay: int, update_fn: Callable, state, nan_info_like: Any = None):
     """`update_fn(state) -> (state, info)` on the steps where step % delay == 0, else the state unchanged and NaN
-    infos (which the scan's nanmean then leaves out). A `lax.cond`, so the delay costs no recompilation.
+    infos (which the scan's nanmean then leaves out). A `lax.cond`, so the delay costs no recompilation; a delay of
+    1 calls update_fn directly.
 
     nan_info_like: a pytree shaped like the infos; None reads their shapes off update_fn."""
+    if delay == 1:
+        return update_fn(state)
     if nan_info_like is None:
         nan_info_like = jax.eval_shape(update_fn, state)[1]
     nan_info = jax.tree_util.tree_map(lambda x: jnp.full_like(x, jnp.nan), nan_info_like)

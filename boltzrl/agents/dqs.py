@@ -461,10 +461,7 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
             score, s_opt, s_loss, target_norm = score_update(state, batch, alpha, k_score)
             return state.replace(score=score, score_opt=s_opt), {"actor_loss": s_loss, "target_norm": target_norm}
 
-        if config.policy_delay == 1:
-            state, score_info = update_score(state)
-        else:
-            state, score_info = delayed(state.steps, config.policy_delay, update_score, state)
+        state, score_info = delayed(state.steps, config.policy_delay, update_score, state)
         state = state.replace(steps=state.steps + 1)
         info = {**info, **score_info, "alpha": alpha}
         if auto_alpha:
