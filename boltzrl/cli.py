@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -202,7 +203,14 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run_command(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:  # the reader of our output left (`boltzrl list | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit cannot fail again
+        return 141
+
+
+def _run_command(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
@@ -219,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"boltzrl: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
     except OSError as exc:  # the file system refused something the run folder needs
         where = f": {exc.filename}" if exc.filename else ""
         print(f"boltzrl: error: {exc.strerror or exc}{where}.", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The real `boltzrl` entry point, end to end, and its handling of bad input."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -90,3 +91,17 @@ def test_list_shows_algorithms_presets_and_envs(capsys):
     for named in PRESETS.values():
         for name, preset in named.items():
             assert f"{name:10s} {preset.description}" in out
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"]])
+def test_output_into_a_closed_pipe_ends_quietly(args):
+    """`boltzrl list | head` where head has left: no traceback, the shell's exit status for SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "boltzrl.cli", *args], stdout=write_end, stderr=subprocess.PIPE,
+                                text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 141
