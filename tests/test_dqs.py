@@ -458,6 +458,23 @@ def test_few_step_act_is_in_the_box_and_evaluation_injects_no_noise(eval_sampler
     assert not np.allclose(explore, evaluate)
 
 
+def test_colder_evaluation_is_the_policy_at_the_scaled_alpha_and_leaves_exploration_alone():
+    """eval_alpha_scale c: an evaluation action is the one the same network gives at α·c, the exploring action the
+    one at α; the chain's inputs are the same key's."""
+    plain = make(DQSConfig(**FEW_STEPS, alpha_schedule="auto", alpha=0.3), 3, 2)
+    colder = make(DQSConfig(**FEW_STEPS, alpha_schedule="auto", alpha=0.3, eval_alpha_scale=0.25), 3, 2)
+    state = plain.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (16, 3))
+    key, noise = jax.random.PRNGKey(2), jax.random.normal(jax.random.PRNGKey(3), (16, plain.noise_dim))
+    at_quarter = state.replace(log_alpha=state.log_alpha + jnp.log(0.25))
+    np.testing.assert_allclose(np.asarray(colder.act(state, obs, key, True)[0]),
+                               np.asarray(plain.act(at_quarter, obs, key, True)[0]), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.asarray(colder.act(state, obs, key, True)[0]),
+                           np.asarray(plain.act(state, obs, key, True)[0]))
+    np.testing.assert_array_equal(np.asarray(colder.act(state, obs, key, noise=noise)[0]),
+                                  np.asarray(plain.act(state, obs, key, noise=noise)[0]))
+
+
 def test_auto_preset_and_bad_options():
     auto = get_algo("dqs").config("auto")
     assert (auto.alpha_schedule, auto.time_grid, auto.sampler_step, auto.denoising_steps) == ("auto", "edm",
@@ -476,7 +493,8 @@ def test_auto_preset_and_bad_options():
                          (dict(score_std_min=1.5), "score_std_min"),
                          (dict(score_loss_weight="snr"), "score_loss_weight"),
                          (dict(entropy_completion="exact"), "entropy_completion"),
-                         (dict(alpha_update_every=0), "alpha_update_every")]:
+                         (dict(alpha_update_every=0), "alpha_update_every"),
+                         (dict(eval_alpha_scale=0.0), "eval_alpha_scale")]:
         with pytest.raises(ValueError, match=message):
             DQSConfig(**bad)
 

@@ -117,6 +117,10 @@ class DQSConfig:
     eval_sampler: str = "euler"
     """Evaluation sampler: euler (the chain's step with no noise, η = 0: mode-seeking), ode (probability flow:
     Euler on the uniform grid, Heun on the edm grid) or sde (the exploring sampler)."""
+    eval_alpha_scale: float = 1.0
+    """Evaluation samples the Boltzmann policy at α·eval_alpha_scale: below 1 a colder policy of the same critics,
+    nearer their greedy action (the score network is conditioned on α, so no retraining; it is reliable only
+    within the α range training visited). Training and its exploration keep α."""
     sigma_min: float = 1e-5
     """σ_min of the geometric VE schedule."""
     sigma_max: float = 1.0
@@ -208,7 +212,7 @@ class DQSConfig:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
         for name in ("grid_rho", "grid_std_min", "alpha_lr", "alpha_update_every", "entropy_states", "entropy_nodes",
                      "policy_delay", "num_mc_samples", "denoising_steps", "alpha_horizon", "target_entropy_horizon",
-                     "alpha", "alpha_final"):
+                     "alpha", "alpha_final", "eval_alpha_scale"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.critic_pessimism < 0:
@@ -399,7 +403,8 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         """noise (..., noise_dim): the exploring chain's standard normal inputs (ancestral steps only)."""
         sampler = config.eval_sampler if deterministic else "sde"
         draws = None if deterministic else noise
-        return jnp.tanh(sample_pre_tanh(state.score, obs, current_alpha(state), key, sampler, draws)), {}
+        alpha = current_alpha(state) * (config.eval_alpha_scale if deterministic else 1.0)
+        return jnp.tanh(sample_pre_tanh(state.score, obs, alpha, key, sampler, draws)), {}
 
     def score_update(state: DQSState, batch, alpha, key):
         """One regression step of the score network on the iDEM target of the (already updated) online critics."""
