@@ -8,7 +8,6 @@ trusted within the α range the run visited, which the header gives from the run
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import platform
@@ -18,15 +17,14 @@ from datetime import date
 import jax
 import numpy as np
 
-from boltzrl.training.evaluate_run import load_agent, load_run_config
+from boltzrl.training.evaluate_run import load_agent, load_run_config, run_folder_of
 from boltzrl.training.evaluation import Evaluator
 
 DEFAULT_SCALES = (1.0, 0.5, 0.25)
 
 
 def visited_alphas(run: str) -> tuple[float, float]:
-    with open(os.path.join(run, "train.csv")) as f:
-        alphas = [float(row["alpha"]) for row in csv.DictReader(f) if row.get("alpha")]
+    alphas = [float(row["alpha"]) for row in run_folder_of(run).train_log.rows() if row.get("alpha")]
     return min(alphas), max(alphas)
 
 
