@@ -316,12 +316,14 @@ def test_vmapped_seeds_refuse_a_folder_another_process_trains(tmp_path):
     assert not (tmp_path / "seed1" / "config.json").exists() and not (tmp_path / "seed0" / "config.json").exists()
 
 
-def test_vmapped_seeds_refuse_correlated_exploration_noise_they_cannot_draw(tmp_path):
+@pytest.mark.parametrize("option", [dict(exploration_noise_beta=1.0), dict(deterministic_episode_share=0.5)])
+def test_vmapped_seeds_refuse_exploration_options_they_cannot_honour(tmp_path, option):
     from boltzrl.sweep.vmapped import train_vmapped
 
     cfg = TrainConfig(env="Pendulum-v1", steps=100, warmup_steps=50, batch_size=16, eval_every=100, eval_episodes=1,
-                      exploration_noise_beta=1.0)
-    with pytest.raises(ValueError, match="--exploration-noise-beta needs `boltzrl train`"):
+                      **option)
+    flag = "--" + next(iter(option)).replace("_", "-")
+    with pytest.raises(ValueError, match=f"{flag} needs `boltzrl train`"):
         train_vmapped("sac", get_algo("sac").config(None), cfg, [0, 1], [tmp_path / "seed0", tmp_path / "seed1"])
     assert not (tmp_path / "seed0").exists()
 

@@ -1,6 +1,7 @@
 """End-to-end checks of the off-policy loop: learning, determinism, exact resume after an interruption."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -8,10 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from boltzrl.agents import get_algo
+from boltzrl.envs import make_vec_env
 from boltzrl.training import TrainConfig, train
+from boltzrl.training.loop_state import LoopState
+from boltzrl.training.offpolicy import OffPolicyCollector
 
 
 def _eval_curve(run: Path):
@@ -88,3 +93,52 @@ def test_interrupted_run_resumes_exactly(tmp_path, how, uninterrupted_run):
     assert _train_columns(tmp_path / "cut") == _train_columns(uninterrupted_run)
     full = (uninterrupted_run / "checkpoint/agent.msgpack").read_bytes()
     assert (tmp_path / "cut/checkpoint/agent.msgpack").read_bytes() == full
+
+
+class _SignAgent:
+    """Acts +0.5 with the deterministic policy and −0.5 when exploring, so that replay shows which one acted."""
+
+    noise_dim = 0
+
+    def act(self, state, obs, key, deterministic=False):
+        return np.full((obs.shape[0], 1), 0.5 if deterministic else -0.5, np.float32), {}
+
+
+def _collect(cfg: TrainConfig, iterations: int) -> OffPolicyCollector:
+    collector = OffPolicyCollector(_SignAgent(), make_vec_env(cfg.env, cfg.num_envs, cfg.seed), cfg, gamma=0.99)
+    collector.start()
+    loop = LoopState.fresh(cfg)
+    for _ in range(iterations):
+        collector.iteration(None, loop, lambda info, n: None)
+    return collector
+
+
+@pytest.mark.parametrize("share, bounds", [(0.0, (0.0, 0.0)), (0.5, (0.25, 0.75)), (1.0, (1.0, 1.0))])
+def test_a_share_of_the_episodes_is_collected_whole_by_the_deterministic_policy(share, bounds):
+    """Two Pendulum envs (200-step episodes), 40 episodes: each one acted by a single policy from start to end, and
+    the deterministic policy's share of them within ±0.25 of the share asked for (over 3 binomial standard
+    deviations)."""
+    cfg = TrainConfig(env="Pendulum-v1", num_envs=2, warmup_steps=0, utd=0.0, seed=1,
+                      deterministic_episode_share=share)
+    collector = _collect(cfg, 4_000)
+    actions = collector.buffer.data["action"][:8_000, 0].reshape(4_000, 2)  # rows: iterations, columns: envs
+    episodes = actions.T.reshape(40, 200)
+    assert (episodes == episodes[:, :1]).all()
+    assert bounds[0] <= np.mean(episodes[:, 0] > 0) <= bounds[1]
+
+
+def test_the_policy_drawn_for_each_running_episode_survives_a_checkpoint():
+    cfg = TrainConfig(env="Pendulum-v1", num_envs=4, warmup_steps=0, utd=0.0, seed=2, deterministic_episode_share=0.5)
+    collector = _collect(cfg, 250)  # mid-episode, after one redraw
+    restored = OffPolicyCollector(_SignAgent(), collector.envs, cfg, gamma=0.99)
+    restored.restore(collector.envs, json.loads(json.dumps(collector.loop_fields())))
+    np.testing.assert_array_equal(restored.deterministic, collector.deterministic)
+    assert restored.rng.random() == collector.rng.random()
+
+
+def test_deterministic_episodes_refuse_a_share_outside_the_unit_interval_and_on_policy_agents(tmp_path):
+    with pytest.raises(ValueError, match=r"--deterministic-episode-share must lie in \[0, 1\], got 1.5"):
+        TrainConfig(deterministic_episode_share=1.5).validate()
+    cfg = TrainConfig(env="Pendulum-v1", steps=300, deterministic_episode_share=0.5)
+    with pytest.raises(ValueError, match="is for off-policy agents"):
+        train("ppo", get_algo("ppo").config(), cfg, tmp_path / "ppo", verbose=False)

@@ -67,6 +67,9 @@ def train_vmapped(algo: str, agent_cfg, cfg: TrainConfig, seeds: list[int], outs
     if cfg.exploration_noise_beta:
         raise ValueError("the vmapped loop draws every exploring action's noise independently; "
                          "--exploration-noise-beta needs `boltzrl train` (or a sweep without --vmap).")
+    if cfg.deterministic_episode_share:
+        raise ValueError("the vmapped loop collects every training episode with the exploring policy; "
+                         "--deterministic-episode-share needs `boltzrl train` (or a sweep without --vmap).")
     with contextlib.ExitStack() as held:
         folders = [RunFolder(o) for o in outs]
         for folder in folders:

@@ -38,6 +38,10 @@ class TrainConfig:
     exploration_noise_horizon: int = 0
     """Environment steps over which the correlated share of that noise falls linearly from 1 to 0, the rest
     independent at every step (0: correlated for the whole run)."""
+    deterministic_episode_share: float = 0.0
+    """Share of the training episodes after the warm-up (off-policy, drawn per episode) collected with the
+    deterministic evaluation policy instead of the exploring one: they put into replay the states where that policy
+    comes to rest, which exploring episodes rarely visit, so the critics learn what resting there is worth."""
     n_step: int = 1
     """Rewards summed into each replayed transition (off-policy): the critic's target becomes r_t + γ·r_{t+1} + … +
     γ^(n−1)·r_{t+n−1} + γ^n·Q(s_{t+n}, a′), cut short at an episode's end (1: the one-step target)."""
@@ -74,6 +78,9 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(self, name)}.")
         if not math.isfinite(self.utd):
             raise ValueError(f"--utd must be finite, got {self.utd}.")
+        if not 0.0 <= self.deterministic_episode_share <= 1.0:
+            raise ValueError(f"--deterministic-episode-share must lie in [0, 1], got "
+                             f"{self.deterministic_episode_share}.")
         if not 0.0 <= self.exploration_noise_beta <= 2.0:
             raise ValueError(f"--exploration-noise-beta must lie in [0, 2], got {self.exploration_noise_beta}.")
         if self.n_step_anneal_steps and self.n_step == 1:

@@ -4,7 +4,8 @@ gradient steps owed so far, in one compiled call.
 Uniformly random actions fill the first `warmup_steps`; afterwards `utd` gradient steps are owed per env step, on
 minibatches of `n_step` transitions. An agent that rewrites its replay rows (info[REPLAY_ACTIONS]) has them written
 back here. With `exploration_noise_beta` > 0 the exploring actions take their standard normal draws from a
-`ColoredNoise`.
+`ColoredNoise`. With `deterministic_episode_share` > 0 each episode is, with that probability, collected with the
+deterministic evaluation policy instead.
 """
 
 from __future__ import annotations
@@ -54,13 +55,23 @@ class OffPolicyCollector:
         horizon = self.cfg.exploration_noise_horizon
         return 1.0 if horizon == 0 else max(0.0, 1.0 - env_steps / horizon)
 
+    def _draw_deterministic(self, starting: np.ndarray) -> None:
+        """Decide for each env whose episode starts whether the deterministic policy collects it."""
+        share = self.cfg.deterministic_episode_share
+        if share:  # draws nothing otherwise, so that runs without the option keep their random stream
+            self.deterministic[starting] = self.rng.random(int(starting.sum())) < share
+
     def start(self):
         self.rng = np.random.default_rng(self.cfg.seed)
         self.obs, _ = self.envs.reset(seed=self.cfg.seed)
+        self.deterministic = np.zeros(self.cfg.num_envs, bool)
+        self._draw_deterministic(np.ones(self.cfg.num_envs, bool))
 
     # checkpoint ---------------------------------------------------------------------------------------------
     def loop_fields(self) -> dict:
         fields = {"rng": self.rng.bit_generator.state, "obs": np.asarray(self.obs).tolist()}
+        if self.cfg.deterministic_episode_share:
+            fields["deterministic_episodes"] = self.deterministic.tolist()
         return fields if self.noise is None else {**fields, "exploration_noise": self.noise.fields()}
 
     def memory_bytes(self) -> bytes:
@@ -76,8 +87,22 @@ class OffPolicyCollector:
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = fields["rng"]
         self.obs = np.array(fields["obs"], np.float32)
+        self.deterministic = np.array(fields.get("deterministic_episodes", [False] * self.cfg.num_envs), bool)
         if self.noise is not None:
             self.noise.restore(fields["exploration_noise"])
+
+    def _act(self, state, key, noise: dict) -> np.ndarray:
+        """Each env's action from the exploring policy, or from the deterministic one where its episode is drawn so."""
+        exploring = ~self.deterministic
+        actions = None
+        if exploring.any():
+            actions = np.asarray(self.agent.act(state, self.obs, key, deterministic=False, **noise)[0])
+        if not exploring.all():
+            chosen = np.asarray(self.agent.act(state, self.obs, key, deterministic=True)[0])
+            if actions is not None:
+                chosen = np.where(exploring.reshape((-1,) + (1,) * len(self.act_shape)), actions, chosen)
+            actions = chosen
+        return actions
 
     # one vector-env step ------------------------------------------------------------------------------------
     def iteration(self, state, loop: LoopState, accumulate: Callable[[dict, int], None]):
@@ -87,13 +112,14 @@ class OffPolicyCollector:
         else:
             key = step_key(cfg.seed, ACT_STREAM, loop.iterations)
             noise = {} if self.noise is None else {"noise": self.noise.draw(self._correlated_share(loop.env_steps))}
-            actions = np.asarray(self.agent.act(state, self.obs, key, deterministic=False, **noise)[0])
+            actions = self._act(state, key, noise)
             check_finite("the policy returned {} actions, which were not passed to the environment", actions)
         next_obs, reward, terminated, truncated, infos = self.envs.step(actions)
         check_environment(next_obs, reward)
         done = np.logical_or(terminated, truncated)
         if self.noise is not None:
             self.noise.episodes_ended(done)
+        self._draw_deterministic(done)
         self.buffer.add(self.obs, actions, reward, real_next_obs(next_obs, done, infos), terminated)
         self.obs = next_obs
         loop.record_rewards(reward, done)

@@ -24,6 +24,9 @@ class OnPolicyCollector:
         if cfg.exploration_noise_beta:
             raise ValueError("--exploration-noise-beta is for off-policy agents; this one is on-policy and draws "
                              "its own noise.")
+        if cfg.deterministic_episode_share:
+            raise ValueError("--deterministic-episode-share is for off-policy agents; an on-policy agent learns "
+                             "from its exploring policy's own episodes.")
         self.agent, self.envs, self.cfg = agent, envs, cfg
 
     def start(self):
