@@ -86,7 +86,8 @@ def main():
                 batches = Batch(**{name: array[idx] for name, array in replay.items()})
                 state, _ = agent.update(state, batches, jax.random.PRNGKey(done))
             q_eval = float(min_q(probe_obs, agent.act(state, probe_obs, jax.random.PRNGKey(7), deterministic=True)[0]))
-            q_behave = float(min_q(probe_obs, agent.act(state, probe_obs, jax.random.PRNGKey(7), deterministic=False)[0]))
+            behaving = agent.act(state, probe_obs, jax.random.PRNGKey(7), deterministic=False)[0]
+            q_behave = float(min_q(probe_obs, behaving))
             ret = float("nan")
             if evaluator:
                 ret = evaluator.run(agent, state, jax.random.PRNGKey(done), eval_index=0)["eval_return"]

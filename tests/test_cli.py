@@ -86,7 +86,8 @@ def test_list_shows_algorithms_presets_and_envs(capsys):
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for word in ("sac", "td3", "ddpg", "sdac", "paper", "cpu", "cheetah-run", "HalfCheetah-v5", "Pendulum-v1", "gmm-nav"):
+    words = ("sac", "td3", "ddpg", "sdac", "paper", "cpu", "cheetah-run", "HalfCheetah-v5", "Pendulum-v1", "gmm-nav")
+    for word in words:
         assert word in out
     for named in PRESETS.values():
         for name, preset in named.items():

@@ -306,7 +306,8 @@ def test_truncated_standard_normal_matches_its_analytic_moments(lower, upper):
     checked to 4.5 standard errors plus the tail approximation's 2% of the std (used past 5σ only)."""
     from scipy import stats
 
-    z = np.asarray(D.truncated_standard_normal(jax.random.PRNGKey(0), jnp.float32(lower), jnp.float32(upper), (100_000,)))
+    key = jax.random.PRNGKey(0)
+    z = np.asarray(D.truncated_standard_normal(key, jnp.float32(lower), jnp.float32(upper), (100_000,)))
     mean, std = stats.truncnorm.mean(lower, upper), stats.truncnorm.std(lower, upper)
     assert z.min() >= lower and z.max() <= upper
     tail_bias = 0.0 if min(abs(lower), abs(upper)) < 5 or lower * upper < 0 else 0.02 * std
@@ -713,7 +714,8 @@ def test_few_step_ancestral_chain_samples_a_two_mode_mixture(mixture, num_steps,
     euler = {n: mode_statistics(D.ve_euler_maruyama(score, jax.random.PRNGKey(43), shape, DQS_VE, n), means, stds)
              for n in (5, 20)}
     weight_err = {name: abs(stats[0] - ref[0]) for name, stats in [("got", got), ("euler_20", euler[20])]}
-    spread_err = {name: np.abs(stats[2] / ref[2] - 1.0).max() for name, stats in [("got", got), ("euler_20", euler[20])]}
+    spread_err = {name: np.abs(stats[2] / ref[2] - 1.0).max()
+                  for name, stats in [("got", got), ("euler_20", euler[20])]}
     assert weight_err["got"] < Z * np.sqrt(2 * ref[0] * (1 - ref[0]) / N_SAMPLES) + 0.01, (got[0], ref[0])
     assert np.all(np.abs(got[1] - ref[1]) < 0.2 * np.asarray(stds)[:, None]), (got[1], ref[1])
     assert spread_err["got"] < spread_tol and got[3] < far_tol, (got, ref)

@@ -82,7 +82,8 @@ def test_observation_does_not_depend_on_the_goal(env):
         env.reset(seed=0, options={"goal_index": k})
         env.set_state(np.array([0.1, -0.2]), np.zeros(2))
         observations = [env.step(a)[0] for a in actions]
-        np.testing.assert_array_equal(observations[-1], np.concatenate([env.data.qpos, env.data.qvel]).astype(np.float32))
+        state = np.concatenate([env.data.qpos, env.data.qvel]).astype(np.float32)
+        np.testing.assert_array_equal(observations[-1], state)
         runs.append(np.array(observations))
     np.testing.assert_array_equal(runs[0], runs[1])
 

@@ -23,7 +23,8 @@ from boltzrl.training.onpolicy import OnPolicyCollector
 
 class Walk(gym.Env):
     """A point on a line: obs (position, time), position += action. Even seeds end (terminate) once the position
-    passes 2.5; odd seeds never terminate (the parity of the last reset seed counts). Episodes are truncated at 6 steps."""
+    passes 2.5; odd seeds never terminate (the parity of the last reset seed counts). Episodes are truncated at 6
+    steps."""
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)

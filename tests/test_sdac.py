@@ -16,8 +16,8 @@ TINY = dict(actor_hidden=(32, 32), critic_hidden=(32, 32), denoising_steps=3, nu
 
 
 @pytest.mark.parametrize("proposal, schedule, q_normalization",
-                         [("policy", "cosine", "batch"), ("replay", "linear", "per_state"), ("uniform", "vp_sde", "none"),
-                          ("acting", "edm", "action_spread")])
+                         [("policy", "cosine", "batch"), ("replay", "linear", "per_state"),
+                          ("uniform", "vp_sde", "none"), ("acting", "edm", "action_spread")])
 def test_every_proposal_and_schedule_trains(proposal, schedule, q_normalization):
     spec = get_algo("sdac")
     config = spec.config(None, proposal=proposal, schedule=schedule, q_normalization=q_normalization, **TINY)

@@ -53,7 +53,8 @@ def test_same_seed_same_curve(tmp_path):
     train("td3", agent_cfg, cfg, tmp_path / "b", verbose=False)
     assert _eval_curve(tmp_path / "a") == _eval_curve(tmp_path / "b")
     assert _train_columns(tmp_path / "a") == _train_columns(tmp_path / "b")
-    assert (tmp_path / "a/checkpoint/agent.msgpack").read_bytes() == (tmp_path / "b/checkpoint/agent.msgpack").read_bytes()
+    agent_bytes = [(tmp_path / run / "checkpoint/agent.msgpack").read_bytes() for run in ("a", "b")]
+    assert agent_bytes[0] == agent_bytes[1]
 
 
 def _cli(out, *extra):

@@ -9,5 +9,6 @@ print("|---|---|---|---|---|---|---|")
 for run in sorted(p for p in here.iterdir() if (p / "eval.csv").exists()):
     with open(run / "eval.csv") as f:
         for row in csv.DictReader(f):
-            print(f"| {run.name} | {row['env_step']} | {float(row['eval_return']):.1f} | {float(row['goal0_frac']):.2f} | "
+            print(f"| {run.name} | {row['env_step']} | {float(row['eval_return']):.1f} | "
+                  f"{float(row['goal0_frac']):.2f} | "
                   f"{float(row['goal1_frac']):.2f} | {row['both_goals_reached']} | {row['num_routes']} |")

@@ -187,7 +187,8 @@ def make_config(cls, values: dict[str, Any]):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(names))}.")
+        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}; "
+                         f"valid fields: {', '.join(sorted(names))}.")
     return cls(**values)
 
 
@@ -226,7 +227,8 @@ def scan_updates(step_fn: Callable, state, batches: Batch, key: jax.Array):
         return step_fn(carry, batch, k)
 
     state, infos = jax.lax.scan(body, state, (batches, keys))
-    return state, {name: value if name == REPLAY_ACTIONS else jnp.nanmean(value) for name, value in sorted(infos.items())}
+    return state, {name: value if name == REPLAY_ACTIONS else jnp.nanmean(value)
+                   for name, value in sorted(infos.items())}
 
 
 def td_target(reward, terminated, next_q, gamma: float):

@@ -69,8 +69,8 @@ class SDACConfig:
     """N of best-of-N for the TD target's next action; 0 uses num_candidates."""
     action_ascent_steps: int = 0
     """Adam steps of gradient ascent on min Q that refine every acting and evaluation action, and the acting
-    proposal (DIPO's action-space improvement; 0 acts with the policy's samples as the paper does). RSSM's weights resolve Q only as finely as M
-    draws can; the gradient resolves it everywhere."""
+    proposal (DIPO's action-space improvement; 0 acts with the policy's samples as the paper does). RSSM's weights
+    resolve Q only as finely as M draws can; the gradient resolves it everywhere."""
     action_ascent_lr: float = 0.03
     """Adam learning rate of the action ascent: the most an action coordinate moves per step."""
     target_ascent_steps: int = 0
@@ -183,7 +183,8 @@ class SDACConfig:
         if self.noise_scale < 0 or (self.autotune_alpha and self.noise_scale == 0):
             raise ValueError(f"noise_scale must be positive (or 0 with autotune_alpha off), got {self.noise_scale}.")
         if not 0 < self.target_policy_std < 1:
-            raise ValueError(f"target_policy_std must be in (0, 1) (actions live in [-1, 1]), got {self.target_policy_std}.")
+            raise ValueError(f"target_policy_std must be in (0, 1) (actions live in [-1, 1]), "
+                             f"got {self.target_policy_std}.")
         if self.std_samples < 2 and self.auto_temperature:
             raise ValueError("std_samples must be at least 2 to measure a std.")
         if self.truncated_draws and not self.clip_a0:
@@ -298,7 +299,8 @@ def make(config: SDACConfig, obs_dim: int, act_dim: int) -> Agent:
                                          maxval=1.0)
             obs_k = jnp.broadcast_to(obs_ref[:, None], uniform.shape[:2] + (obs_dim,))
             reference = critic_net.apply(critic, obs_k, uniform).min(0)
-        temperature = jnp.exp(state.log_temperature) * (jnp.exp(state.log_alpha) if config.temperature_follows_alpha else 1.0)
+        alpha_factor = jnp.exp(state.log_alpha) if config.temperature_follows_alpha else 1.0
+        temperature = jnp.exp(state.log_temperature) * alpha_factor
         weights = diffusion.rssm_weights(q, config.q_normalization, temperature, reference)
 
         def loss_fn(params):

@@ -173,10 +173,10 @@ def ve_ancestral(
     dense near the data's scale keeps small. For a true score A's eigenvalues lie in [h_{i+1}/h_i, 1] (above: every
     ∇²log p_i ⪰ −I/h_i; below: where p_i is log-concave), so on every step but the last A^{1/2}·z is the best
     straight line in A through that interval, c₀·z + c₁·A·z: one JVP with tangent z, taken in the same forward
-    pass as s, with correlations between dimensions kept (a relative error in the noise's scale of 3% at h_{i+1}/h_i = 0.3,
-    the ratio of `ve_time_grid`'s default edm grid at N = 5, and 1% at 0.5). The last step, to h = 0, has A's spectrum in
-    [0, 1], where no line fits √a, so it forms the full Jacobian (d JVPs) and takes the square root of its
-    symmetric part with eigenvalues clipped to [0, 1].
+    pass as s, with correlations between dimensions kept (a relative error in the noise's scale of 3% at
+    h_{i+1}/h_i = 0.3, the ratio of `ve_time_grid`'s default edm grid at N = 5, and 1% at 0.5). The last step, to
+    h = 0, has A's spectrum in [0, 1], where no line fits √a, so it forms the full Jacobian (d JVPs) and takes the
+    square root of its symmetric part with eigenvalues clipped to [0, 1].
     noise="point_mass" is the classical ancestral step (A = h_{i+1}/h_i·I, no Jacobian: exact for a point mass),
     which under-disperses a spread-out target at coarse steps. η = 0 keeps only the mean: a deterministic chain of
     posterior means that ends near a mode (for a Gaussian at μ + (x_T − μ)·v/(v + h(t_0))). score_fn(x, t) gets t

@@ -65,7 +65,8 @@ def vp_sde_schedule(num_steps: int, b_min: float = 0.1, b_max: float = 10.0) -> 
 
 def edm_vp_schedule(num_steps: int, sigma_min: float = 0.02, sigma_max: float = 10.0, rho: float = 3.0) -> VPSchedule:
     """Karras et al.'s (2022) power grid in the noise-to-signal ratio σ_t = √((1 − ᾱ_t)/ᾱ_t), from sigma_min at
-    t = 1 to sigma_max at t = T: σ_t = (σ_min^{1/ρ} + (t − 1)/(T − 1)·(σ_max^{1/ρ} − σ_min^{1/ρ}))^ρ, ᾱ_t = 1/(1 + σ_t²).
+    t = 1 to sigma_max at t = T: σ_t = (σ_min^{1/ρ} + (t − 1)/(T − 1)·(σ_max^{1/ρ} − σ_min^{1/ρ}))^ρ,
+    ᾱ_t = 1/(1 + σ_t²).
     A short chain spends its steps near the data: with T = 5 the cosine schedule's first step already has σ = 0.33,
     a width no finer detail of the policy can be resolved below, while this grid's is sigma_min."""
     if num_steps == 1:

@@ -128,7 +128,8 @@ def main(argv: list[str]) -> int:
     variants = len({run.variant for run in runs})
     print(f"sweep: {len(runs)} runs ({len(args.algos)} algorithms x {len(args.envs)} envs x {variants} variants x "
           f"{len(args.seeds)} seeds) in {args.out}: {counts['complete']} complete, "
-          f"{counts['resume'] + counts['extend']} to resume, {counts['fresh'] + counts['restart']} to start", flush=True)
+          f"{counts['resume'] + counts['extend']} to resume, {counts['fresh'] + counts['restart']} to start",
+          flush=True)
     if args.dry_run:
         for run, state in zip(runs, states):
             print(f"  {state:8s} {run.path}")

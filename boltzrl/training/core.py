@@ -180,7 +180,8 @@ def train(algo: str, agent_cfg, train_cfg: TrainConfig, out: str | Path, preset:
                                                        spec.name, preset, agent_cfg, train_cfg))
         preset = saved["preset"]
     elif folder.has_run():
-        raise FileExistsError(f"{folder.path} already holds a run; pass --resume to continue it or choose another --out.")
+        raise FileExistsError(f"{folder.path} already holds a run; pass --resume to continue it "
+                              f"or choose another --out.")
     run = _Run(spec, agent_cfg, train_cfg, folder, verbose)  # builds the envs and the agent: a bad env id fails here
     try:
         train_cfg.check_can_learn(spec.on_policy, getattr(agent_cfg, "gamma", None),
@@ -246,7 +247,8 @@ class _Run:
         d = self.folder.checkpoint_dir
         if saved.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"The checkpoint in {d} was written by an older boltzrl "
-                             f"(format {saved.get('format', 1)}, this version reads {CHECKPOINT_FORMAT}); start a new run.")
+                             f"(format {saved.get('format', 1)}, this version reads {CHECKPOINT_FORMAT}); "
+                             f"start a new run.")
         with _reading(d / "agent.msgpack"):
             self.state = flax.serialization.from_bytes(self.agent.init(jax.random.PRNGKey(0)), agent_bytes)
         with _reading(d / "envs.pkl"):
