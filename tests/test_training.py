@@ -128,6 +128,20 @@ def test_a_share_of_the_episodes_is_collected_whole_by_the_deterministic_policy(
     assert bounds[0] <= np.mean(episodes[:, 0] > 0) <= bounds[1]
 
 
+def test_deterministic_episodes_start_where_asked_and_leave_the_run_unchanged_before():
+    """Two envs, share 1 from env step 2000 (iteration 1000): each env's first five episodes explore, the other
+    fifteen are deterministic, and until step 2000 the replay and the random stream are those of a run without it."""
+    common = dict(env="Pendulum-v1", num_envs=2, warmup_steps=0, utd=0.0, seed=1)
+    late = _collect(TrainConfig(**common, deterministic_episode_share=1.0, deterministic_episodes_from=2_000), 4_000)
+    episodes = late.buffer.data["action"][:8_000, 0].reshape(4_000, 2).T.reshape(40, 200)
+    assert (episodes[:, 0] > 0).tolist() == [False] * 5 + [True] * 15 + [False] * 5 + [True] * 15
+    plain = _collect(TrainConfig(**common), 999)  # the episodes end at the 1000th iteration, and the draws start
+    for name, column in plain.buffer.data.items():
+        np.testing.assert_array_equal(late.buffer.data[name][:1_998], column[:1_998])
+    assert _collect(TrainConfig(**common, deterministic_episode_share=1.0, deterministic_episodes_from=2_000),
+                    999).rng.random() == plain.rng.random()
+
+
 def test_the_policy_drawn_for_each_running_episode_survives_a_checkpoint():
     cfg = TrainConfig(env="Pendulum-v1", num_envs=4, warmup_steps=0, utd=0.0, seed=2, deterministic_episode_share=0.5)
     collector = _collect(cfg, 250)  # mid-episode, after one redraw
@@ -140,6 +154,10 @@ def test_the_policy_drawn_for_each_running_episode_survives_a_checkpoint():
 def test_deterministic_episodes_refuse_a_share_outside_the_unit_interval_and_on_policy_agents(tmp_path):
     with pytest.raises(ValueError, match=r"--deterministic-episode-share must lie in \[0, 1\], got 1.5"):
         TrainConfig(deterministic_episode_share=1.5).validate()
+    with pytest.raises(ValueError, match="--deterministic-episodes-from must be non-negative"):
+        TrainConfig(deterministic_episode_share=0.5, deterministic_episodes_from=-1).validate()
+    with pytest.raises(ValueError, match="give a share above 0 too"):
+        TrainConfig(deterministic_episodes_from=50_000).validate()
     cfg = TrainConfig(env="Pendulum-v1", steps=300, deterministic_episode_share=0.5)
     with pytest.raises(ValueError, match="is for off-policy agents"):
         train("ppo", get_algo("ppo").config(), cfg, tmp_path / "ppo", verbose=False)

@@ -42,6 +42,9 @@ class TrainConfig:
     """Share of the training episodes after the warm-up (off-policy, drawn per episode) collected with the
     deterministic evaluation policy instead of the exploring one: they put into replay the states where that policy
     comes to rest, which exploring episodes rarely visit, so the critics learn what resting there is worth."""
+    deterministic_episodes_from: int = 0
+    """Environment steps before which every training episode explores: the share applies to the episodes that start
+    from then on, and until then the run draws exactly what it would without it."""
     n_step: int = 1
     """Rewards summed into each replayed transition (off-policy): the critic's target becomes r_t + γ·r_{t+1} + … +
     γ^(n−1)·r_{t+n−1} + γ^n·Q(s_{t+n}, a′), cut short at an episode's end (1: the one-step target)."""
@@ -73,7 +76,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
         for name in ["seed", "utd", "warmup_steps", "checkpoint_every", "exploration_noise_horizon",
-                     "n_step_anneal_steps"]:
+                     "n_step_anneal_steps", "deterministic_episodes_from"]:
             if not getattr(self, name) >= 0:  # also refuses NaN
                 raise ValueError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(self, name)}.")
         if not math.isfinite(self.utd):
@@ -81,6 +84,9 @@ class TrainConfig:
         if not 0.0 <= self.deterministic_episode_share <= 1.0:
             raise ValueError(f"--deterministic-episode-share must lie in [0, 1], got "
                              f"{self.deterministic_episode_share}.")
+        if self.deterministic_episodes_from and not self.deterministic_episode_share:
+            raise ValueError("--deterministic-episodes-from says when --deterministic-episode-share starts; "
+                             "give a share above 0 too.")
         if not 0.0 <= self.exploration_noise_beta <= 2.0:
             raise ValueError(f"--exploration-noise-beta must lie in [0, 2], got {self.exploration_noise_beta}.")
         if self.n_step_anneal_steps and self.n_step == 1:

@@ -4,8 +4,8 @@ gradient steps owed so far, in one compiled call.
 Uniformly random actions fill the first `warmup_steps`; afterwards `utd` gradient steps are owed per env step, on
 minibatches of `n_step` transitions. An agent that rewrites its replay rows (info[REPLAY_ACTIONS]) has them written
 back here. With `exploration_noise_beta` > 0 the exploring actions take their standard normal draws from a
-`ColoredNoise`. With `deterministic_episode_share` > 0 each episode is, with that probability, collected with the
-deterministic evaluation policy instead.
+`ColoredNoise`. With `deterministic_episode_share` > 0 each episode that starts after `deterministic_episodes_from`
+env steps is, with that probability, collected with the deterministic evaluation policy instead.
 """
 
 from __future__ import annotations
@@ -55,17 +55,18 @@ class OffPolicyCollector:
         horizon = self.cfg.exploration_noise_horizon
         return 1.0 if horizon == 0 else max(0.0, 1.0 - env_steps / horizon)
 
-    def _draw_deterministic(self, starting: np.ndarray) -> None:
+    def _draw_deterministic(self, starting: np.ndarray, env_steps: int) -> None:
         """Decide for each env whose episode starts whether the deterministic policy collects it."""
         share = self.cfg.deterministic_episode_share
-        if share:  # draws nothing otherwise, so that runs without the option keep their random stream
+        # draws nothing otherwise, so that runs without the option (or before it starts) keep their random stream
+        if share and env_steps >= self.cfg.deterministic_episodes_from:
             self.deterministic[starting] = self.rng.random(int(starting.sum())) < share
 
     def start(self):
         self.rng = np.random.default_rng(self.cfg.seed)
         self.obs, _ = self.envs.reset(seed=self.cfg.seed)
         self.deterministic = np.zeros(self.cfg.num_envs, bool)
-        self._draw_deterministic(np.ones(self.cfg.num_envs, bool))
+        self._draw_deterministic(np.ones(self.cfg.num_envs, bool), env_steps=0)
 
     # checkpoint ---------------------------------------------------------------------------------------------
     def loop_fields(self) -> dict:
@@ -119,12 +120,12 @@ class OffPolicyCollector:
         done = np.logical_or(terminated, truncated)
         if self.noise is not None:
             self.noise.episodes_ended(done)
-        self._draw_deterministic(done)
         self.buffer.add(self.obs, actions, reward, real_next_obs(next_obs, done, infos), terminated)
         self.obs = next_obs
         loop.record_rewards(reward, done)
         loop.env_steps += cfg.num_envs
         loop.iterations += 1
+        self._draw_deterministic(done, loop.env_steps)
 
         if loop.env_steps >= cfg.warmup_steps and self.buffer.size >= cfg.batch_size:
             loop.update_credit += cfg.num_envs * cfg.utd
