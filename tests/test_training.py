@@ -105,12 +105,12 @@ class _SignAgent:
         return np.full((obs.shape[0], 1), 0.5 if deterministic else -0.5, np.float32), {}
 
 
-def _collect(cfg: TrainConfig, iterations: int) -> OffPolicyCollector:
+def _collect(cfg: TrainConfig, iterations: int, accumulate=lambda info, n: None) -> OffPolicyCollector:
     collector = OffPolicyCollector(_SignAgent(), make_vec_env(cfg.env, cfg.num_envs, cfg.seed), cfg, gamma=0.99)
     collector.start()
     loop = LoopState.fresh(cfg)
     for _ in range(iterations):
-        collector.iteration(None, loop, lambda info, n: None)
+        collector.iteration(None, loop, accumulate)
     return collector
 
 
@@ -140,6 +140,23 @@ def test_deterministic_episodes_start_where_asked_and_leave_the_run_unchanged_be
         np.testing.assert_array_equal(late.buffer.data[name][:1_998], column[:1_998])
     assert _collect(TrainConfig(**common, deterministic_episode_share=1.0, deterministic_episodes_from=2_000),
                     999).rng.random() == plain.rng.random()
+
+
+def test_the_deterministic_episodes_returns_are_reported_in_a_metric_of_their_own():
+    """Two envs, share 0.5, 40 episodes: the reported returns are those of the episodes the deterministic policy
+    acted, in the order they ended, and no other."""
+    cfg = TrainConfig(env="Pendulum-v1", num_envs=2, warmup_steps=0, utd=0.0, seed=1, deterministic_episode_share=0.5)
+    reported = []
+    collector = _collect(cfg, 4_000, lambda info, n: reported.append((info["deterministic_episode_return"], n)))
+
+    def in_time_order(column):  # rows: episodes in the order they ended (both envs end together)
+        return column[:8_000].reshape(20, 200, 2).transpose(0, 2, 1).reshape(40, 200)
+
+    deterministic = in_time_order(collector.buffer.data["action"][:, 0])[:, 0] > 0
+    expected = in_time_order(collector.buffer.data["reward"]).astype(np.float64).sum(1)[deterministic]
+    assert 10 <= len(expected) <= 30
+    assert [n for _, n in reported] == [1] * len(expected)
+    np.testing.assert_allclose([value for value, _ in reported], expected, rtol=1e-5)
 
 
 def test_the_policy_drawn_for_each_running_episode_survives_a_checkpoint():

@@ -5,7 +5,8 @@ Uniformly random actions fill the first `warmup_steps`; afterwards `utd` gradien
 minibatches of `n_step` transitions. An agent that rewrites its replay rows (info[REPLAY_ACTIONS]) has them written
 back here. With `exploration_noise_beta` > 0 the exploring actions take their standard normal draws from a
 `ColoredNoise`. With `deterministic_episode_share` > 0 each episode that starts after `deterministic_episodes_from`
-env steps is, with that probability, collected with the deterministic evaluation policy instead.
+env steps is, with that probability, collected with the deterministic evaluation policy instead; their returns are
+logged apart as well.
 """
 
 from __future__ import annotations
@@ -92,6 +93,16 @@ class OffPolicyCollector:
         if self.noise is not None:
             self.noise.restore(fields["exploration_noise"])
 
+    def _report_deterministic_returns(self, loop: LoopState, done: np.ndarray,
+                                      accumulate: Callable[[dict, int], None]) -> None:
+        """The deterministic episodes that just ended, averaged in a train.csv column of their own
+        (`deterministic_episode_return`; `episode_return` keeps every episode)."""
+        ended = np.flatnonzero(done)
+        returns = loop.finished_returns[len(loop.finished_returns) - len(ended):]
+        for env, episode_return in zip(ended, returns):
+            if self.deterministic[env]:
+                accumulate({"deterministic_episode_return": episode_return}, 1)
+
     def _act(self, state, key, noise: dict) -> np.ndarray:
         """Each env's action from the exploring policy, or from the deterministic one where its episode is drawn so."""
         exploring = ~self.deterministic
@@ -125,6 +136,8 @@ class OffPolicyCollector:
         loop.record_rewards(reward, done)
         loop.env_steps += cfg.num_envs
         loop.iterations += 1
+        if cfg.deterministic_episode_share:
+            self._report_deterministic_returns(loop, done, accumulate)
         self._draw_deterministic(done, loop.env_steps)
 
         if loop.env_steps >= cfg.warmup_steps and self.buffer.size >= cfg.batch_size:
