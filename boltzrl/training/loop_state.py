@@ -55,9 +55,13 @@ class LoopState:
         return cls(episode_returns=[0.0] * cfg.num_envs, next_eval=cfg.eval_every, next_log=cfg.log_every,
                    next_checkpoint=cfg.checkpoint_every or None)
 
-    def record_rewards(self, reward, done) -> None:
+    def record_rewards(self, reward, done) -> dict[int, float]:
+        """Add one vector-env step's rewards; returns the episodes it ended, env index → return."""
+        ended = {}
         for i in range(len(reward)):
             self.episode_returns[i] += float(reward[i])
             if done[i]:
+                ended[i] = self.episode_returns[i]
                 self.finished_returns.append(self.episode_returns[i])
                 self.episode_returns[i] = 0.0
+        return ended

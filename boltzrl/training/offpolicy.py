@@ -93,13 +93,10 @@ class OffPolicyCollector:
         if self.noise is not None:
             self.noise.restore(fields["exploration_noise"])
 
-    def _report_deterministic_returns(self, loop: LoopState, done: np.ndarray,
-                                      accumulate: Callable[[dict, int], None]) -> None:
+    def _report_deterministic_returns(self, ended: dict[int, float], accumulate: Callable[[dict, int], None]) -> None:
         """The deterministic episodes that just ended, averaged in a train.csv column of their own
         (`deterministic_episode_return`; `episode_return` keeps every episode)."""
-        ended = np.flatnonzero(done)
-        returns = loop.finished_returns[len(loop.finished_returns) - len(ended):]
-        for env, episode_return in zip(ended, returns):
+        for env, episode_return in ended.items():
             if self.deterministic[env]:
                 accumulate({"deterministic_episode_return": episode_return}, 1)
 
@@ -133,11 +130,10 @@ class OffPolicyCollector:
             self.noise.episodes_ended(done)
         self.buffer.add(self.obs, actions, reward, real_next_obs(next_obs, done, infos), terminated)
         self.obs = next_obs
-        loop.record_rewards(reward, done)
+        ended = loop.record_rewards(reward, done)
         loop.env_steps += cfg.num_envs
         loop.iterations += 1
-        if cfg.deterministic_episode_share:
-            self._report_deterministic_returns(loop, done, accumulate)
+        self._report_deterministic_returns(ended, accumulate)
         self._draw_deterministic(done, loop.env_steps)
 
         if loop.env_steps >= cfg.warmup_steps and self.buffer.size >= cfg.batch_size:
