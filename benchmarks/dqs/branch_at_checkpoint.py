@@ -8,7 +8,8 @@ two continuations differ only by the change: a paired comparison that the seeds'
 waits for RUN/checkpoint to hold STEP env steps (a checkpoint must fall on STEP), copies RUN to COPY, sets the
 fields in COPY's config.json, drops the loop fields that only a removed option writes, and resumes COPY
 (`boltzrl train --out COPY --resume`). Only what the checkpoint does not fix may change: training options the
-collector reads as it goes, not the networks' shapes.
+collector reads as it goes, and agent options written `agent.NAME=value` that leave the networks' and the optimisers'
+shapes alone (e.g. `agent.policy_delay=2`).
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ def branch(run: Path, step: int, copy: Path, changes: dict[str, float]) -> None:
     shutil.copytree(run, staging)
     config = json.loads((staging / "config.json").read_text())
     for name, value in changes.items():
-        if name not in config["train"]:
-            sys.exit(f"{name} is not a training field of {run}.")
-        config["train"][name] = value
+        section, _, field = name.rpartition(".")
+        section = section or "train"
+        if section not in ("train", "agent") or field not in config[section]:
+            sys.exit(f"{name} is not a training field (or agent.FIELD an agent field) of {run}.")
+        config[section][field] = value
     (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     loop = json.loads((staging / "checkpoint" / "loop.json").read_text())
     for option, field in OPTION_LOOP_FIELDS.items():

@@ -8,6 +8,8 @@ minimum ranks highest). For each, the mean return, the share of episodes above 1
 and, over the failed episodes, the median closest distance between finger and target: a failure that passes near
 the target is a control problem, one that never comes near is a policy (and critic) that does not know the way.
 If best-of-16 rescues the failures the critic knows the way and the policy lags it; if not, the critic does not.
+The third rule is the critics' exact greedy action, the best of a 41 × 41 grid over the 2-D action box: what the
+critics know with no sampler in between.
 Each target can be reached with the elbow bent either way (wrist angle of either sign); the last columns give the
 share of episodes that end with a positive wrist angle, among the successes and among the failures, and how far
 from the target the failures end: a policy that has learned one of the two arm configurations ends every success
@@ -24,10 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl import diffusion, nets
+from boltzrl.agents.critic import pessimistic_q
 from boltzrl.envs import make_env
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 
 CANDIDATES = 16
+GRID = 41
 
 
 class Episodes(NamedTuple):
@@ -88,8 +92,19 @@ def main():
             return diffusion.best_of_n(candidates.reshape(obs.shape[0], CANDIDATES, -1),
                                        q.reshape(obs.shape[0], CANDIDATES))
 
+        side = jnp.linspace(-1.0, 1.0, GRID)
+        grid = jnp.stack(jnp.meshgrid(side, side, indexing="ij"), -1).reshape(-1, 2)
+
+        def grid_greedy(obs, key):
+            del key
+            many = jnp.repeat(obs, len(grid), 0)
+            q = pessimistic_q(critic.apply(state.critic, many, jnp.tile(grid, (obs.shape[0], 1))),
+                              cfg.critic_pessimism)
+            return grid[q.reshape(obs.shape[0], len(grid)).argmax(1)]
+
         rules = {"evaluation chain": lambda obs, key: agent.act(state, obs, key, True)[0],
-                 f"best of {CANDIDATES} by the critics": best_of_n}
+                 f"best of {CANDIDATES} by the critics": best_of_n,
+                 f"the critics' greedy action on a {GRID} × {GRID} grid": grid_greedy}
         for name, rule in rules.items():
             returns, closest, final, wrist, _ = rollout(envs, jax.jit(rule), jax.random.PRNGKey(0))
             found = returns > 100
