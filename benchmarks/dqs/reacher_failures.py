@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl import diffusion, nets
-from boltzrl.agents.critic import pessimistic_q
 from boltzrl.envs import make_env
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 
@@ -98,8 +97,7 @@ def main():
         def grid_greedy(obs, key):
             del key
             many = jnp.repeat(obs, len(grid), 0)
-            q = pessimistic_q(critic.apply(state.critic, many, jnp.tile(grid, (obs.shape[0], 1))),
-                              cfg.critic_pessimism)
+            q = critic.apply(state.critic, many, jnp.tile(grid, (obs.shape[0], 1))).min(0)
             return grid[q.reshape(obs.shape[0], len(grid)).argmax(1)]
 
         rules = {"evaluation chain": lambda obs, key: agent.act(state, obs, key, True)[0],
