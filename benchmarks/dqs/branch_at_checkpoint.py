@@ -39,17 +39,19 @@ def wait_for_step(run: Path, step: int, poll_s: float = 10.0) -> None:
 
 
 def branch(run: Path, step: int, copy: Path, changes: dict[str, float]) -> None:
-    wait_for_step(run, step)
-    time.sleep(5)  # let the checkpoint's writes finish before copying
-    staging = copy.with_name(copy.name + ".tmp")
-    shutil.copytree(run, staging)
-    config = json.loads((staging / "config.json").read_text())
+    # The run's config does not change while it trains: check the names before waiting and copying, so that a
+    # misspelt one neither waits for the checkpoint nor leaves a half-made copy behind.
+    config = json.loads((run / "config.json").read_text())
     for name, value in changes.items():
         section, _, field = name.rpartition(".")
         section = section or "train"
         if section not in ("train", "agent") or field not in config[section]:
             sys.exit(f"{name} is not a training field (or agent.FIELD an agent field) of {run}.")
         config[section][field] = value
+    wait_for_step(run, step)
+    time.sleep(5)  # let the checkpoint's writes finish before copying
+    staging = copy.with_name(copy.name + ".tmp")
+    shutil.copytree(run, staging)
     (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     loop = json.loads((staging / "checkpoint" / "loop.json").read_text())
     for option, field in OPTION_LOOP_FIELDS.items():
