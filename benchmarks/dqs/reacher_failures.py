@@ -84,21 +84,22 @@ def main():
         _, cfg, _ = load_run_config(run)
         critic = nets.Critics(2, cfg.critic_hidden, cfg.activation, cfg.critic_layer_norm)
 
+        def best_by_critics(obs, candidates):
+            """candidates (B, N, d) for the B states → the one the twin critics' minimum ranks highest, (B, d)."""
+            batch, n, _ = candidates.shape
+            q = critic.apply(state.critic, jnp.repeat(obs, n, 0), candidates.reshape(batch * n, -1)).min(0)
+            return diffusion.best_of_n(candidates, q.reshape(batch, n))
+
         def best_of_n(obs, key):
-            many = jnp.repeat(obs, CANDIDATES, 0)
-            candidates = agent.act(state, many, key)[0]
-            q = critic.apply(state.critic, many, candidates).min(0)
-            return diffusion.best_of_n(candidates.reshape(obs.shape[0], CANDIDATES, -1),
-                                       q.reshape(obs.shape[0], CANDIDATES))
+            candidates = agent.act(state, jnp.repeat(obs, CANDIDATES, 0), key)[0]
+            return best_by_critics(obs, candidates.reshape(obs.shape[0], CANDIDATES, -1))
 
         side = jnp.linspace(-1.0, 1.0, GRID)
         grid = jnp.stack(jnp.meshgrid(side, side, indexing="ij"), -1).reshape(-1, 2)
 
         def grid_greedy(obs, key):
             del key
-            many = jnp.repeat(obs, len(grid), 0)
-            q = critic.apply(state.critic, many, jnp.tile(grid, (obs.shape[0], 1))).min(0)
-            return grid[q.reshape(obs.shape[0], len(grid)).argmax(1)]
+            return best_by_critics(obs, jnp.broadcast_to(grid, (obs.shape[0],) + grid.shape))
 
         rules = {"evaluation chain": lambda obs, key: agent.act(state, obs, key, True)[0],
                  f"best of {CANDIDATES} by the critics": best_of_n,
