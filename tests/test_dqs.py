@@ -113,6 +113,20 @@ def test_mean_of_the_critics_trains_finitely_and_differs_from_their_minimum():
         DQSConfig(critic_pessimism=-0.5)
 
 
+def test_a_larger_critic_ensemble_trains_every_member():
+    """num_critics builds that many critics; one update moves each of them and stays finite."""
+    agent = make(DQSConfig(**SMALL, num_critics=4, critic_pessimism=0.8), 3, 2)
+    state = agent.init(jax.random.PRNGKey(0))
+    assert sorted(state.critic["params"]) == ["q1", "q2", "q3", "q4"]
+    new_state, info = agent.update(state, make_batches(2, 32, 3, 2), jax.random.PRNGKey(1))
+    assert all(np.isfinite(v) for v in jax.device_get(info).values())
+    for name in ("q1", "q2", "q3", "q4"):
+        before, after = state.critic["params"][name], new_state.critic["params"][name]
+        assert any(np.any(b != a) for b, a in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+    with pytest.raises(ValueError, match="num_critics"):
+        DQSConfig(num_critics=1)
+
+
 @pytest.mark.parametrize("eval_sampler", ["euler", "ode"])
 def test_act_is_in_the_box_and_evaluation_injects_no_noise(eval_sampler):
     agent = make(DQSConfig(**SMALL, eval_sampler=eval_sampler), 3, 2)

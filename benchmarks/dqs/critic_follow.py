@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl import nets
+from boltzrl.agents.critic import pessimistic_q
 from boltzrl.envs import make_env
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 from reacher_failures import rollout
@@ -47,10 +48,10 @@ def main():
     for run in args.runs:
         agent, state, _ = load_agent(run)
         _, cfg, _ = load_run_config(run)
-        critic = nets.Critics(2, cfg.critic_hidden, cfg.activation, cfg.critic_layer_norm)
+        critic = nets.Critics(cfg.num_critics, cfg.critic_hidden, cfg.activation, cfg.critic_layer_norm)
         alpha = float(jnp.exp(state.log_alpha))
-        q_of = jax.jit(lambda obs, actions: critic.apply(state.critic, jnp.broadcast_to(
-            obs, actions.shape[:1] + obs.shape), actions).min(0))
+        q_of = jax.jit(lambda obs, actions: pessimistic_q(critic.apply(state.critic, jnp.broadcast_to(
+            obs, actions.shape[:1] + obs.shape), actions), cfg.critic_pessimism))
         sample = jax.jit(lambda obs, key: agent.act(state, jnp.broadcast_to(obs, (POLICY_SAMPLES,) + obs.shape),
                                                     key)[0])
 

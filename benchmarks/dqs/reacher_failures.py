@@ -3,10 +3,11 @@
     python benchmarks/dqs/reacher_failures.py RUN [RUN ...] [--episodes 30]
 
 For each run folder's final checkpoint, the same episodes (seeds 1000+) with two action rules: the run's own
-evaluation (the noise-free chain) and best-of-16 (16 samples of the exploring policy, the one the twin critics'
-minimum ranks highest). For each, the mean return, the share of episodes above 100 (the finger found the target)
-and, over the failed episodes, the median closest distance between finger and target: a failure that passes near
-the target is a control problem, one that never comes near is a policy (and critic) that does not know the way.
+evaluation (the noise-free chain) and best-of-16 (16 samples of the exploring policy, the one the critics' value,
+reduced as the run reduces them, ranks highest). For each, the mean return, the share of episodes above 100 (the
+finger found the target) and, over the failed episodes, the median closest distance between finger and target: a
+failure that passes near the target is a control problem, one that never comes near is a policy (and critic) that
+does not know the way.
 If best-of-16 rescues the failures the critic knows the way and the policy lags it; if not, the critic does not.
 The third rule is the critics' exact greedy action, the best of a 41 × 41 grid over the 2-D action box: what the
 critics know with no sampler in between.
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl import diffusion, nets
+from boltzrl.agents.critic import pessimistic_q
 from boltzrl.envs import make_env
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 
@@ -82,12 +84,13 @@ def main():
     for run in args.runs:
         agent, state, _ = load_agent(run)
         _, cfg, _ = load_run_config(run)
-        critic = nets.Critics(2, cfg.critic_hidden, cfg.activation, cfg.critic_layer_norm)
+        critic = nets.Critics(cfg.num_critics, cfg.critic_hidden, cfg.activation, cfg.critic_layer_norm)
 
         def best_by_critics(obs, candidates):
-            """candidates (B, N, d) for the B states → the one the twin critics' minimum ranks highest, (B, d)."""
+            """candidates (B, N, d) for the B states → the one the critics' value ranks highest, (B, d)."""
             batch, n, _ = candidates.shape
-            q = critic.apply(state.critic, jnp.repeat(obs, n, 0), candidates.reshape(batch * n, -1)).min(0)
+            qs = critic.apply(state.critic, jnp.repeat(obs, n, 0), candidates.reshape(batch * n, -1))
+            q = pessimistic_q(qs, cfg.critic_pessimism)
             return diffusion.best_of_n(candidates, q.reshape(batch, n))
 
         def best_of_n(obs, key):

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl import nets
+from boltzrl.agents.critic import pessimistic_q
 from boltzrl.diffusion import boltzmann_energy, pre_tanh
 from boltzrl.training import config_from_dict
 from boltzrl.training.evaluate_run import load_agent
@@ -82,9 +83,11 @@ def main():
     points, repeats, ref_chunks, ref_chunk, policy_samples = 32, 64, 4, 4096, 64
     agent, state, _ = load_agent(run)
     _, agent_cfg, _ = config_from_dict(read_json(RunFolder(run).config_path))
-    critic_net = nets.Critics(2, agent_cfg.critic_hidden, agent_cfg.activation)
+    critic_net = nets.Critics(agent_cfg.num_critics, agent_cfg.critic_hidden, agent_cfg.activation,
+                             agent_cfg.critic_layer_norm)
     alpha = float(jnp.exp(state.log_alpha)) if hasattr(state, "log_alpha") else agent_cfg.alpha
-    energy = boltzmann_energy(lambda s, a: critic_net.apply(state.critic, s, a).min(0), alpha)
+    q_fn = lambda s, a: pessimistic_q(critic_net.apply(state.critic, s, a), agent_cfg.critic_pessimism)
+    energy = boltzmann_energy(q_fn, alpha)
     replay = np.load(RunFolder(run).checkpoint_dir / "replay.npz")
     rows = np.random.default_rng(0).choice(int(replay["size"]), points, replace=False)
     obs, action = jnp.asarray(replay["obs"][rows]), jnp.asarray(replay["action"][rows])

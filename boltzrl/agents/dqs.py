@@ -182,11 +182,16 @@ class DQSConfig:
     critic_layer_norm: bool = False
     """A LayerNorm before each critic hidden layer's activation: Q stays bounded at actions the replay never held,
     which the Boltzmann policy exp(Q/α) samples too. Measured on DMC (benchmarks/dqs): faster, steadier learning."""
+    num_critics: int = 2
+    """Critics in the ensemble (2: the paper's twin critics). More average out each one's errors and measure their
+    disagreement, which `critic_pessimism` subtracts, more steadily; each costs about one critic's share of an
+    update more."""
     critic_pessimism: float = 1.0
-    """How the twin critics' values become the one Q of the TD target and of the Boltzmann energy: their mean − this
-    × their absolute deviation (`critic.pessimistic_q`): 1 is their minimum (clipped double Q, the paper's), 0 their
-    mean. Measured on DMC (benchmarks/dqs): the mean learns faster early, ends lower on cheetah-run and walker-run,
-    on reacher-hard higher on one seed, lower on another; the presets keep 1."""
+    """How the critics' values become the one Q of the TD target and of the Boltzmann energy: their mean − this
+    × their absolute deviation (`critic.pessimistic_q`): 1 is their minimum (clipped double Q, the paper's; with
+    more than two critics, the minimum of all, more pessimistic than the twins'), 0 their mean. Measured on DMC
+    (benchmarks/dqs): the mean learns faster early, ends lower on cheetah-run and walker-run, on reacher-hard
+    higher on one seed, lower on another; the presets keep 1."""
     policy_delay: int = 1
     """The score network is updated at every this many critic updates; α is tuned at every one. With --utd 2, a
     delay of 2 gives the critics two updates per env step for one more TD chain and critic step, without a second
@@ -217,6 +222,8 @@ class DQSConfig:
                      "alpha", "alpha_final", "eval_alpha_scale"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.num_critics < 2:
+            raise ValueError(f"num_critics must be at least 2, got {self.num_critics}.")
         if self.critic_pessimism < 0:
             raise ValueError(f"critic_pessimism must be non-negative, got {self.critic_pessimism}.")
         if self.entropy_samples < 2:
@@ -277,11 +284,12 @@ def entropy_target(config: DQSConfig, act_dim: int, steps, agreement=None) -> ja
 
 
 def critic_agreement(qs: jax.Array) -> jax.Array:
-    """How far two critics agree on which of the policy's actions is better, from their values qs (2, S, M) of M
+    """How far two critics agree on which of the policy's actions is better, from their values qs (E, S, M) of M
     actions at each of S states: the correlation of the two critics' values over actions, pooled over states
     (each state's mean removed, so differences between states do not count). If each critic is a shared signal
     plus its own noise of equal size, this is the signal's share of the variance over actions: 0 while the
-    ranking is the critics' own noise (a sparse reward not yet seen), 1 when both see the same differences."""
+    ranking is the critics' own noise (a sparse reward not yet seen), 1 when both see the same differences.
+    Of a larger ensemble, the first two critics."""
     centred = qs - jnp.mean(qs, axis=-1, keepdims=True)
     cross = jnp.sum(centred[0] * centred[1])
     return cross / jnp.sqrt(jnp.sum(centred[0] ** 2) * jnp.sum(centred[1] ** 2) + 1e-12)
@@ -349,7 +357,7 @@ def _curvature_completion(score_fn, u0, schedule: diffusion.VESchedule, lo, key)
 def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     schedule = diffusion.VESchedule(config.sigma_min, config.sigma_max)
     score_net = nets.ScoreNet(config.actor_width, config.actor_blocks, act_dim, embed_dim=config.embed_dim)
-    critic_net = nets.Critics(2, config.critic_hidden, config.activation, config.critic_layer_norm)
+    critic_net = nets.Critics(config.num_critics, config.critic_hidden, config.activation, config.critic_layer_norm)
     score_opt, critic_opt = adam(config.actor_lr), adam(config.critic_lr)
     num_steps = config.denoising_steps
     auto_alpha = config.alpha_schedule == "auto"
@@ -431,7 +439,7 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         above the target and rises while below. The score network is conditioned on α, so the policy follows a
         new α at once, as far as the network generalises over α, and the next score updates train it there.
         The critics' agreement is measured on the same samples with the (updated) online critics."""
-        qs = critic_net.apply(state.critic, obs, jnp.tanh(u0))  # (2, S, M)
+        qs = critic_net.apply(state.critic, obs, jnp.tanh(u0))  # (E, S, M)
         agreement = critic_agreement(qs)
         entropy = policy_entropy(params, obs, u0, alpha, key)
         target = entropy_target(config, act_dim, state.steps, agreement)
