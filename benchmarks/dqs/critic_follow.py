@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from boltzrl import nets
+from boltzrl.agents import dqs
 from boltzrl.agents.critic import pessimistic_q
 from boltzrl.envs import make_env
 from boltzrl.training.evaluate_run import load_agent, load_run_config
@@ -48,7 +48,7 @@ def main():
     for run in args.runs:
         agent, state, _ = load_agent(run)
         _, cfg, _ = load_run_config(run)
-        critic = nets.Critics(cfg.num_critics, cfg.critic_hidden, cfg.activation, cfg.critic_layer_norm)
+        critic = dqs.make_critics(cfg)
         alpha = float(jnp.exp(state.log_alpha))
         q_of = jax.jit(lambda obs, actions: pessimistic_q(critic.apply(state.critic, jnp.broadcast_to(
             obs, actions.shape[:1] + obs.shape), actions), cfg.critic_pessimism))

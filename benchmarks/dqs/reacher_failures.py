@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from boltzrl import diffusion, nets
+from boltzrl import diffusion
+from boltzrl.agents import dqs
 from boltzrl.agents.critic import pessimistic_q
 from boltzrl.envs import make_env
 from boltzrl.training.evaluate_run import load_agent, load_run_config
@@ -84,7 +85,7 @@ def main():
     for run in args.runs:
         agent, state, _ = load_agent(run)
         _, cfg, _ = load_run_config(run)
-        critic = nets.Critics(cfg.num_critics, cfg.critic_hidden, cfg.activation, cfg.critic_layer_norm)
+        critic = dqs.make_critics(cfg)
 
         def best_by_critics(obs, candidates):
             """candidates (B, N, d) for the B states → the one the critics' value ranks highest, (B, d)."""

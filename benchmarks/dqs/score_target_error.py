@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from boltzrl import nets
+from boltzrl.agents import dqs
 from boltzrl.agents.critic import pessimistic_q
 from boltzrl.diffusion import boltzmann_energy, pre_tanh
 from boltzrl.training import config_from_dict
@@ -83,8 +83,7 @@ def main():
     points, repeats, ref_chunks, ref_chunk, policy_samples = 32, 64, 4, 4096, 64
     agent, state, _ = load_agent(run)
     _, agent_cfg, _ = config_from_dict(read_json(RunFolder(run).config_path))
-    critic_net = nets.Critics(agent_cfg.num_critics, agent_cfg.critic_hidden, agent_cfg.activation,
-                             agent_cfg.critic_layer_norm)
+    critic_net = dqs.make_critics(agent_cfg)
     alpha = float(jnp.exp(state.log_alpha)) if hasattr(state, "log_alpha") else agent_cfg.alpha
     q_fn = lambda s, a: pessimistic_q(critic_net.apply(state.critic, s, a), agent_cfg.critic_pessimism)
     energy = boltzmann_energy(q_fn, alpha)

@@ -356,10 +356,16 @@ def _curvature_completion(score_fn, u0, schedule: diffusion.VESchedule, lo, key)
     return 0.5 * jnp.mean(jnp.sum(jnp.log(jnp.clip(eigenvalues, CURVATURE_FLOOR, 1.0)), -1), -1)
 
 
+def make_critics(config: DQSConfig) -> nets.Critics:
+    """The critic ensemble a DQS run trains: the one place that reads its shape from the config, so scripts that
+    rebuild a saved run's critics get the same network."""
+    return nets.Critics(config.num_critics, config.critic_hidden, config.activation, config.critic_layer_norm)
+
+
 def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     schedule = diffusion.VESchedule(config.sigma_min, config.sigma_max)
     score_net = nets.ScoreNet(config.actor_width, config.actor_blocks, act_dim, embed_dim=config.embed_dim)
-    critic_net = nets.Critics(config.num_critics, config.critic_hidden, config.activation, config.critic_layer_norm)
+    critic_net = make_critics(config)
     score_opt, critic_opt = adam(config.actor_lr), adam(config.critic_lr)
     num_steps = config.denoising_steps
     auto_alpha = config.alpha_schedule == "auto"
