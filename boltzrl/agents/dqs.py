@@ -185,9 +185,9 @@ class DQSConfig:
     num_critics: int = 2
     """Critics in the ensemble (2: the paper's twin critics). More average out each one's errors and measure their
     disagreement, which `critic_pessimism` subtracts, more steadily (0.8 with four keeps the twins' minimum's
-    degree of pessimism). Measured on DMC (benchmarks/dqs): four cost 1.6× the `auto` preset per update; reacher-hard's
-    two seeds ended a little higher, within its noise, cheetah-run's no higher, walker-run's one seed clearly
-    higher; the presets keep 2 until more seeds are run."""
+    degree of pessimism). Measured on DMC (benchmarks/dqs): four cost 1.6× the `auto` preset per update and lift no
+    task's mean beyond the noise (reacher-hard four seeds, walker-run three, cheetah-run one), while their spread
+    across seeds grows; the presets keep 2."""
     critic_pessimism: float = 1.0
     """How the critics' values become the one Q of the TD target and of the Boltzmann energy: their mean − this
     × their absolute deviation (`critic.pessimistic_q`): 1 is their minimum (clipped double Q, the paper's; with
