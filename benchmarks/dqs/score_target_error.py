@@ -31,9 +31,8 @@ import numpy as np
 from boltzrl.agents import dqs
 from boltzrl.agents.critic import pessimistic_q
 from boltzrl.diffusion import boltzmann_energy, pre_tanh
-from boltzrl.training import config_from_dict
-from boltzrl.training.evaluate_run import load_agent
-from boltzrl.training.run_folder import RunFolder, read_json
+from boltzrl.training.evaluate_run import load_agent, load_run_config
+from boltzrl.training.run_folder import RunFolder
 
 STDS = (0.01, 0.03, 0.1, 0.2, 0.5, 1.0)
 
@@ -82,7 +81,7 @@ def main():
     run, k = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 16
     points, repeats, ref_chunks, ref_chunk, policy_samples = 32, 64, 4, 4096, 64
     agent, state, _ = load_agent(run)
-    _, agent_cfg, _ = config_from_dict(read_json(RunFolder(run).config_path))
+    _, agent_cfg, _ = load_run_config(run)
     critic_net = dqs.make_critics(agent_cfg)
     alpha = float(jnp.exp(state.log_alpha)) if hasattr(state, "log_alpha") else agent_cfg.alpha
     q_fn = lambda s, a: pessimistic_q(critic_net.apply(state.critic, s, a), agent_cfg.critic_pessimism)
