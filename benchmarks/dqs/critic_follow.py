@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl.agents import dqs
-from boltzrl.agents.critic import pessimistic_q
 from boltzrl.envs import make_env
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 from reacher_failures import rollout
@@ -48,10 +47,10 @@ def main():
     for run in args.runs:
         agent, state, _ = load_agent(run)
         _, cfg, _ = load_run_config(run)
-        critic = dqs.make_critics(cfg)
+        q_value = dqs.critic_value(cfg)
         alpha = float(jnp.exp(state.log_alpha))
-        q_of = jax.jit(lambda obs, actions: pessimistic_q(critic.apply(state.critic, jnp.broadcast_to(
-            obs, actions.shape[:1] + obs.shape), actions), cfg.critic_pessimism))
+        q_of = jax.jit(lambda obs, actions: q_value(state.critic, jnp.broadcast_to(obs, actions.shape[:1] + obs.shape),
+                                                    actions))
         sample = jax.jit(lambda obs, key: agent.act(state, jnp.broadcast_to(obs, (POLICY_SAMPLES,) + obs.shape),
                                                     key)[0])
 

@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl.agents import dqs
-from boltzrl.agents.critic import pessimistic_q
 from boltzrl.training.evaluate_run import load_agent, load_run_config, run_folder_of
 
 STATES, ACTIONS, RECENT = 256, 64, 10_000
@@ -31,14 +30,13 @@ def spread_row(run: str) -> str:
     _, cfg, _ = load_run_config(run)
     if not hasattr(state, "log_alpha"):
         sys.exit(f"{run} was trained with alpha_schedule={cfg.alpha_schedule}; this measures auto runs")
-    critic = dqs.make_critics(cfg)
+    q_value = dqs.critic_value(cfg)
     alpha = float(jnp.exp(state.log_alpha))
     replay = np.load(f"{run}/checkpoint/replay.npz")
     size = int(replay["size"])
     rows = np.random.default_rng(0).choice(np.arange(max(size - RECENT, 0), size), STATES, replace=False)
     obs = jnp.asarray(replay["obs"][rows], jnp.float32)
-    q_of = jax.jit(jax.vmap(lambda actions: pessimistic_q(critic.apply(state.critic, obs, actions),
-                                                          cfg.critic_pessimism)))
+    q_of = jax.jit(jax.vmap(lambda actions: q_value(state.critic, obs, actions)))
     uniform = jax.random.uniform(jax.random.PRNGKey(0), (ACTIONS, STATES, replay["action"].shape[-1]),
                                  minval=-1.0, maxval=1.0)
     act = jax.jit(lambda key: agent.act(state, obs, key)[0])

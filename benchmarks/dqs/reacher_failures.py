@@ -28,7 +28,6 @@ import numpy as np
 
 from boltzrl import diffusion
 from boltzrl.agents import dqs
-from boltzrl.agents.critic import pessimistic_q
 from boltzrl.envs import make_env
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 
@@ -85,13 +84,12 @@ def main():
     for run in args.runs:
         agent, state, _ = load_agent(run)
         _, cfg, _ = load_run_config(run)
-        critic = dqs.make_critics(cfg)
+        q_value = dqs.critic_value(cfg)
 
         def best_by_critics(obs, candidates):
             """candidates (B, N, d) for the B states → the one the critics' value ranks highest, (B, d)."""
             batch, n, _ = candidates.shape
-            qs = critic.apply(state.critic, jnp.repeat(obs, n, 0), candidates.reshape(batch * n, -1))
-            q = pessimistic_q(qs, cfg.critic_pessimism)
+            q = q_value(state.critic, jnp.repeat(obs, n, 0), candidates.reshape(batch * n, -1))
             return diffusion.best_of_n(candidates, q.reshape(batch, n))
 
         def best_of_n(obs, key):

@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl.agents import dqs
-from boltzrl.agents.critic import pessimistic_q
 from boltzrl.diffusion import boltzmann_energy, pre_tanh
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 from boltzrl.training.run_folder import RunFolder
@@ -82,9 +81,9 @@ def main():
     points, repeats, ref_chunks, ref_chunk, policy_samples = 32, 64, 4, 4096, 64
     agent, state, _ = load_agent(run)
     _, agent_cfg, _ = load_run_config(run)
-    critic_net = dqs.make_critics(agent_cfg)
+    q_value = dqs.critic_value(agent_cfg)
     alpha = float(jnp.exp(state.log_alpha)) if hasattr(state, "log_alpha") else agent_cfg.alpha
-    q_fn = lambda s, a: pessimistic_q(critic_net.apply(state.critic, s, a), agent_cfg.critic_pessimism)
+    q_fn = lambda s, a: q_value(state.critic, s, a)
     energy = boltzmann_energy(q_fn, alpha)
     replay = np.load(RunFolder(run).checkpoint_dir / "replay.npz")
     rows = np.random.default_rng(0).choice(int(replay["size"]), points, replace=False)

@@ -362,10 +362,16 @@ def make_critics(config: DQSConfig) -> nets.Critics:
     return nets.Critics(config.num_critics, config.critic_hidden, config.activation, config.critic_layer_norm)
 
 
+def critic_value(config: DQSConfig):
+    """Q(s, a) as the policy sees it: (critic params, obs, actions) → the ensemble's pessimistic value, one per row."""
+    critics = make_critics(config)
+    return lambda params, obs, actions: pessimistic_q(critics.apply(params, obs, actions), config.critic_pessimism)
+
+
 def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
     schedule = diffusion.VESchedule(config.sigma_min, config.sigma_max)
     score_net = nets.ScoreNet(config.actor_width, config.actor_blocks, act_dim, embed_dim=config.embed_dim)
-    critic_net = make_critics(config)
+    critic_net, q_value = make_critics(config), critic_value(config)
     score_opt, critic_opt = adam(config.actor_lr), adam(config.critic_lr)
     num_steps = config.denoising_steps
     auto_alpha = config.alpha_schedule == "auto"
@@ -428,7 +434,7 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         """One regression step of the score network on the iDEM target of the (already updated) online critics."""
         n = config.score_batch_size or batch.obs.shape[0]
         obs, action = batch.obs[:n], batch.action[:n]  # minibatch rows are already a uniform draw
-        q_fn = lambda s, a: pessimistic_q(critic_net.apply(state.critic, s, a), config.critic_pessimism)
+        q_fn = lambda s, a: q_value(state.critic, s, a)
         x, t, target = diffusion.score_matching_batch(q_fn, obs, action, alpha, schedule, key, config.num_mc_samples,
                                                       config.score_clip, config.richardson, config.score_std_min)
 
