@@ -30,9 +30,9 @@ def spread_row(run: str) -> str:
     _, cfg, _ = load_run_config(run)
     if not hasattr(state, "log_alpha"):
         sys.exit(f"{run} was trained with alpha_schedule={cfg.alpha_schedule}; this measures auto runs")
-    q_value = dqs.critic_value(cfg)
+    folder, q_value = run_folder_of(run), dqs.critic_value(cfg)
     alpha = float(jnp.exp(state.log_alpha))
-    replay = np.load(f"{run}/checkpoint/replay.npz")
+    replay = np.load(folder.checkpoint_dir / "replay.npz")
     size = int(replay["size"])
     rows = np.random.default_rng(0).choice(np.arange(max(size - RECENT, 0), size), STATES, replace=False)
     obs = jnp.asarray(replay["obs"][rows], jnp.float32)
@@ -44,8 +44,8 @@ def spread_row(run: str) -> str:
     q_uniform, q_policy = np.asarray(q_of(uniform)), np.asarray(q_of(policy))
     std_uniform, std_policy = np.median(q_uniform.std(0)), np.median(q_policy.std(0))
     gain = np.median(q_policy.mean(0) - q_uniform.mean(0))
-    final = run_folder_of(run).eval_log.rows()[-1]
-    return (f"| {run.rstrip('/').split('/')[-1]} | {float(final['eval_return']):.1f} | {alpha:.4f} | "
+    final = folder.eval_log.rows()[-1]
+    return (f"| {folder.path.name} | {float(final['eval_return']):.1f} | {alpha:.4f} | "
             f"{np.median(q_policy.mean(0)):.1f} | {std_uniform:.3f} | {std_policy:.4f} | {gain:.2f} | "
             f"{alpha / std_uniform:.3f} | {alpha / std_policy:.2f} | {alpha / gain:.3f} |")
 
