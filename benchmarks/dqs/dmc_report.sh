@@ -13,8 +13,8 @@ collect() {  # copy a run's logs (not its checkpoint) under a name the report wi
   cp "$1"/config.json "$1"/summary.json "$1"/eval.csv "$1"/train.csv "$runs/$2/"
 }
 # The preset's runs in the sweep layout dqs/ENV/VARIANT/seedS, so that the report keeps its versions apart: before
-# (auto_beta05) and since (auto_ln) its critics took a LayerNorm, and since with the paper's 10k warm-up steps
-# (auto_ln_warmup10k).
+# (auto_beta05) and since (auto_ln) its critics took a LayerNorm, and the latter with the paper's 10k warm-up
+# steps (auto_ln_warmup10k).
 for variant in beta05 ln ln_warmup10k; do
   for run in {reacher_hard,cheetah_run,walker_run}_auto_${variant}{,_seed*}; do  # not the variants' variants
     [ -d "$run" ] || continue
