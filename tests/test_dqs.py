@@ -513,14 +513,16 @@ def test_auto_preset_and_bad_options():
             DQSConfig(**bad)
 
 
-@pytest.mark.parametrize("beta, noise_horizon", [(0.0, 0), (1.0, 0), (1.0, 250)])
-def test_interrupted_auto_run_resumes_exactly(tmp_path, interruptible, beta, noise_horizon):
+@pytest.mark.parametrize("beta, noise_horizon, normalize_obs", [(0.0, 0, False), (1.0, 0, False), (1.0, 250, False),
+                                                                (0.0, 0, True)])
+def test_interrupted_auto_run_resumes_exactly(tmp_path, interruptible, beta, noise_horizon, normalize_obs):
     """The auto preset (tiny networks) stopped mid-run and resumed ends exactly like an uninterrupted run: α and
     its optimiser state live in the agent's state; with pink exploration noise (β = 1) the resumed run draws the
     same noise (the cut falls 20 steps into the run's second episode, after a new sequence began), also while its
-    correlated share falls."""
+    correlated share falls; the observation statistics of normalize_obs are part of the state too."""
     name = interruptible.register("dqs")
-    config = get_algo("dqs").config("auto", **{k: v for k, v in SMALL.items() if k != "denoising_steps"})
+    config = get_algo("dqs").config("auto", normalize_obs=normalize_obs,
+                                    **{k: v for k, v in SMALL.items() if k != "denoising_steps"})
     cfg = TrainConfig(env="Pendulum-v1", steps=300, warmup_steps=100, batch_size=32, eval_every=100,
                       eval_episodes=1, log_every=50, checkpoint_every=0, seed=1, exploration_noise_beta=beta,
                       exploration_noise_horizon=noise_horizon)

@@ -65,6 +65,7 @@ from boltzrl import diffusion, nets
 from boltzrl.agents.base import Agent, counted_jit, AlgoSpec, adam, apply_grads, scan_updates
 from boltzrl.agents.critic import critic_update, delayed, pessimistic_q
 from boltzrl.agents.entropy import alpha_loss
+from boltzrl.agents.normalization import with_normalized_observations
 from boltzrl.diffusion.samplers import (VE_STEPS, jacobian_rows, probability_flow_heun, ve_ancestral,
                                        ve_euler_maruyama_on_grid)
 from boltzrl.diffusion.schedules import VE_TIME_GRIDS, ve_time_grid
@@ -207,6 +208,9 @@ class DQSConfig:
     """Discount factor (0 for GMM navigation, where Q is the one-step reward)."""
     tau: float = 0.005
     """Polyak rate of the target critics."""
+    normalize_obs: bool = False
+    """Act and learn on observations standardised by the running mean and variance of the replay draws, so that
+    every input reaches the networks at unit scale (`normalization.with_normalized_observations`)."""
     n_step_lower_bound: bool = False
     """With n-step replay (--n-step > 1), regress the critics to the larger of the n-step and the one-step target
     (`critic.lower_bound_target`): the n-step return of the collecting policy lifts the target, never lowers it.
@@ -517,7 +521,8 @@ def make(config: DQSConfig, obs_dim: int, act_dim: int) -> Agent:
         return scan_updates(step, state, batches, key)
 
     noise_dim = (num_steps + 1) * act_dim if config.sampler_step == "ancestral" else 0
-    return Agent(init, act, update, noise_dim)
+    agent = Agent(init, act, update, noise_dim)
+    return with_normalized_observations(agent, obs_dim) if config.normalize_obs else agent
 
 
 SPEC = AlgoSpec(

@@ -28,6 +28,7 @@ import optax
 from boltzrl import nets
 from boltzrl.agents.advantage import gae
 from boltzrl.agents.base import Agent, AlgoSpec, apply_grads, counted_jit
+from boltzrl.agents.normalization import RunningStats
 
 
 @dataclass(frozen=True)
@@ -75,26 +76,6 @@ class PPOConfig:
     steps // (rollout_steps · num_envs) to anneal over the whole run. 0: constant learning rates."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (in the [-1, 1] action units)."""
-
-
-class RunningStats(flax.struct.PyTreeNode):
-    """Running mean and variance (Chan et al.'s parallel merge), starting as N(0, 1) seen 1e-4 times like Gym's."""
-
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array
-
-    @classmethod
-    def create(cls, shape: Sequence[int] = ()) -> RunningStats:
-        return cls(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.full((), 1e-4, jnp.float32))
-
-    def merge(self, x) -> RunningStats:
-        """The statistics after also seeing the rows of x (leading axis: samples)."""
-        batch_mean, batch_var, batch_count = x.mean(0), x.var(0), jnp.float32(x.shape[0])
-        delta = batch_mean - self.mean
-        total = self.count + batch_count
-        m2 = self.var * self.count + batch_var * batch_count + delta ** 2 * self.count * batch_count / total
-        return RunningStats(self.mean + delta * batch_count / total, m2 / total, total)
 
 
 class PPOState(flax.struct.PyTreeNode):
