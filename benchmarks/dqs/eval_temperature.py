@@ -17,6 +17,7 @@ from datetime import date
 import jax
 import numpy as np
 
+from boltzrl.agents.normalization import NormalizedState
 from boltzrl.training.evaluate_run import load_agent, load_run_config, run_folder_of
 from boltzrl.training.evaluation import Evaluator
 
@@ -35,16 +36,17 @@ def main():
     scales = [float(c) for c in sys.argv[3:]] or DEFAULT_SCALES
     _, state, train_cfg = load_agent(run)
     spec, agent_cfg, _ = load_run_config(run)
-    if not hasattr(state, "log_alpha"):
+    dqs_state = state.agent if isinstance(state, NormalizedState) else state
+    if not hasattr(dqs_state, "log_alpha"):
         sys.exit(f"{run} was trained with alpha_schedule={agent_cfg.alpha_schedule}; this compares auto runs")
-    alpha, (lowest, highest) = float(np.exp(state.log_alpha)), visited_alphas(run)
+    alpha, (lowest, highest) = float(np.exp(dqs_state.log_alpha)), visited_alphas(run)
     evaluator = Evaluator(train_cfg.env, episodes, seed=123)
     obs_dim = evaluator.envs.single_observation_space.shape[0]
     act_dim = evaluator.envs.single_action_space.shape[0]
     cores = len(os.sched_getaffinity(0))
     print(f"<!-- {date.today()}, {platform.machine()} {os.cpu_count()} CPUs (this process on {cores}), "
           f"jax {jax.__version__} -->")
-    print(f"Checkpoint of `{run}` ({train_cfg.env}) after {int(state.steps)} updates, α = {alpha:.4f} (the run's "
+    print(f"Checkpoint of `{run}` ({train_cfg.env}) after {int(dqs_state.steps)} updates, α = {alpha:.4f} (the run's "
           f"logged α: {lowest:.4f}–{highest:.4f}); evaluation sampler {agent_cfg.eval_sampler}, {episodes} "
           "episodes (seeds 123+), the same for every temperature.\n")
     print("| α scale | α | return (± std over episodes) |\n|---|---|---|")
