@@ -184,7 +184,7 @@ def test_dqs_with_automatic_temperature_learns_pendulum(tmp_path):
     checks the temperature that tunes itself, not the annealing schedule sized for 100k-step benchmarks. With the
     score trained from std 0.1 under a uniform loss weight: −124 / −164 / −149 at 10k; with the preset's exploration
     noise correlated along the episode (β = 0.5, used here as in the preset): −150 / −161 / −147; with the preset's
-    LayerNorm critics too: −137 / −161 / −149."""
+    LayerNorm critics too: −137 / −161 / −149; and its standardised observations: −141 / −160 / −149."""
     spec = get_algo("dqs")
     cfg = TrainConfig(env="Pendulum-v1", steps=10_000, warmup_steps=2_000, batch_size=64, utd=0.5, eval_every=10_000,
                       eval_episodes=10, checkpoint_every=0, seed=0,
@@ -498,6 +498,7 @@ def test_auto_preset_and_bad_options():
     assert (auto.score_std_min, auto.score_loss_weight) == (auto.grid_std_min, "uniform")
     assert get_algo("dqs").preset("auto").train["exploration_noise_beta"] == 0.5
     assert auto.critic_layer_norm and not get_algo("dqs").config("cpu").critic_layer_norm
+    assert auto.normalize_obs and not get_algo("dqs").config("cpu").normalize_obs
     for bad, message in [(dict(time_grid="cosine"), "time_grid"), (dict(sampler_step="heun"), "sampler_step"),
                          (dict(entropy_samples=1), "entropy_samples"), (dict(alpha_schedule="sac"), "alpha_schedule"),
                          (dict(time_grid="edm", grid_std_min=2.0), "grid_std_min"),

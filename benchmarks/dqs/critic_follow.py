@@ -17,6 +17,7 @@ reached: a critic error, not a sampler error."""
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import date
 
 import jax
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl.agents import dqs
+from boltzrl.agents.normalization import NormalizedState
 from boltzrl.envs import make_env
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 from reacher_failures import rollout
@@ -46,6 +48,8 @@ def main():
     envs = [make_env("reacher-hard", i) for i in range(args.episodes)]
     for run in args.runs:
         agent, state, _ = load_agent(run)
+        if isinstance(state, NormalizedState):  # its networks take standardised observations
+            sys.exit(f"{run} was trained with normalize_obs, which this script does not read yet.")
         _, cfg, _ = load_run_config(run)
         q_value = dqs.critic_value(cfg)
         alpha = float(jnp.exp(state.log_alpha))

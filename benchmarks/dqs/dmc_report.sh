@@ -1,7 +1,7 @@
 #!/bin/bash
-# The DQS `auto` preset's DMC runs (every seed, before and since its LayerNorm critics, and with 10k warm-up
-# steps) beside this machine's baselines, through `boltzrl report`: tables with 95 % bootstrap intervals over
-# seeds, learning curves and the papers' numbers.
+# The DQS `auto` preset's DMC runs (every seed, before and since its LayerNorm critics, with 10k warm-up steps,
+# and since its standardised observations) beside this machine's baselines, through `boltzrl report`: tables
+# with 95 % bootstrap intervals over seeds, learning curves and the papers' numbers.
 # Writes dmc_report/ (report.md, returns.csv, aggregate.csv, cost.csv, curves_*.png). Run from this folder.
 set -euo pipefail
 tmp=$(mktemp -d)
@@ -13,9 +13,9 @@ collect() {  # copy a run's logs (not its checkpoint) under a name the report wi
   cp "$1"/config.json "$1"/summary.json "$1"/eval.csv "$1"/train.csv "$runs/$2/"
 }
 # The preset's runs in the sweep layout dqs/ENV/VARIANT/seedS, so that the report keeps its versions apart: before
-# (auto_beta05) and since (auto_ln) its critics took a LayerNorm, and the latter with the paper's 10k warm-up
-# steps (auto_ln_warmup10k).
-for variant in beta05 ln ln_warmup10k; do
+# (auto_beta05) and since (auto_ln) its critics took a LayerNorm, the latter with the paper's 10k warm-up steps
+# (auto_ln_warmup10k), and since its observations are standardised (auto_ln_normobs).
+for variant in beta05 ln ln_warmup10k ln_normobs; do
   for run in {reacher_hard,cheetah_run,walker_run}_auto_${variant}{,_seed*}; do  # not the variants' variants
     [ -d "$run" ] || continue
     where=$(python -c 'import json, sys; t = json.load(open(sys.argv[1]))["train"]; print(t["env"], t["seed"])' \

@@ -21,6 +21,7 @@ from boltzrl import diffusion, nets
 from boltzrl.agents.dqs import ENTROPY_STD_LO, score_entropy
 from boltzrl.diffusion import pre_tanh
 from boltzrl.diffusion.samplers import jacobian_rows
+from boltzrl.agents.normalization import NormalizedState
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 
 STATES, SAMPLES, DRAWS = 256, 4, 20
@@ -33,6 +34,8 @@ def main():
     print("|---|---|---|---|---|---|")
     for run in sys.argv[1:]:
         agent, state, _ = load_agent(run)
+        if isinstance(state, NormalizedState):  # its networks take standardised observations
+            sys.exit(f"{run} was trained with normalize_obs, which this script does not read yet.")
         _, cfg, _ = load_run_config(run)
         replay = np.load(f"{run}/checkpoint/replay.npz")
         rows = np.random.default_rng(0).choice(int(replay["size"]), STATES, replace=False)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl.agents import dqs
+from boltzrl.agents.normalization import NormalizedState
 from boltzrl.training.evaluate_run import load_agent, load_run_config, run_folder_of
 
 STATES, ACTIONS, RECENT = 256, 64, 10_000
@@ -27,6 +28,8 @@ STATES, ACTIONS, RECENT = 256, 64, 10_000
 
 def spread_row(run: str) -> str:
     agent, state, _ = load_agent(run)
+    if isinstance(state, NormalizedState):  # its networks take standardised observations
+        sys.exit(f"{run} was trained with normalize_obs, which this script does not read yet.")
     _, cfg, _ = load_run_config(run)
     if not hasattr(state, "log_alpha"):
         sys.exit(f"{run} was trained with alpha_schedule={cfg.alpha_schedule}; this measures auto runs")

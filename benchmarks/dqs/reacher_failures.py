@@ -19,6 +19,7 @@ with the same sign."""
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import date
 from typing import NamedTuple
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from boltzrl import diffusion
 from boltzrl.agents import dqs
+from boltzrl.agents.normalization import NormalizedState
 from boltzrl.envs import make_env
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 
@@ -83,6 +85,8 @@ def main():
     envs = [make_env("reacher-hard", i) for i in range(args.episodes)]
     for run in args.runs:
         agent, state, _ = load_agent(run)
+        if isinstance(state, NormalizedState):  # its networks take standardised observations
+            sys.exit(f"{run} was trained with normalize_obs, which this script does not read yet.")
         _, cfg, _ = load_run_config(run)
         q_value = dqs.critic_value(cfg)
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from boltzrl.agents import dqs
 from boltzrl.diffusion import boltzmann_energy, pre_tanh
+from boltzrl.agents.normalization import NormalizedState
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 from boltzrl.training.run_folder import RunFolder
 
@@ -80,6 +81,8 @@ def main():
     run, k = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 16
     points, repeats, ref_chunks, ref_chunk, policy_samples = 32, 64, 4, 4096, 64
     agent, state, _ = load_agent(run)
+    if isinstance(state, NormalizedState):  # its networks take standardised observations
+        sys.exit(f"{run} was trained with normalize_obs, which this script does not read yet.")
     _, agent_cfg, _ = load_run_config(run)
     q_value = dqs.critic_value(agent_cfg)
     alpha = float(jnp.exp(state.log_alpha)) if hasattr(state, "log_alpha") else agent_cfg.alpha
