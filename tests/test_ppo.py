@@ -9,6 +9,7 @@ import pytest
 
 from boltzrl.agents import get_algo
 from boltzrl.agents import ppo
+from boltzrl.agents.normalization import RunningStats
 from boltzrl.training import TrainConfig, train
 from conftest import eval_returns, make_rollout
 
@@ -50,7 +51,7 @@ def test_value_loss_is_pessimistic_about_values_that_left_the_clip_range():
 def test_running_statistics_and_returns_follow_the_normalisation_wrappers():
     rng = np.random.default_rng(0)
     a, b = rng.normal(3.0, 2.0, (50, 4)).astype(np.float32), rng.normal(-1.0, 0.5, (30, 4)).astype(np.float32)
-    stats = ppo.RunningStats.create((4,)).merge(a).merge(b)
+    stats = RunningStats.create((4,)).merge(a).merge(b)
     both = np.concatenate([a, b])
     np.testing.assert_allclose(stats.mean, both.mean(0), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(stats.var, both.var(0), rtol=1e-3)

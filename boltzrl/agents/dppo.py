@@ -52,6 +52,7 @@ import jax.numpy as jnp
 from boltzrl import diffusion, nets
 from boltzrl.diffusion.schedules import VP_SCHEDULES
 from boltzrl.agents import ppo
+from boltzrl.agents.normalization import RunningStats
 from boltzrl.agents.base import Agent, AlgoSpec
 
 LOG_PROB_CLAMP = (-5.0, 2.0)
@@ -216,8 +217,8 @@ def make(config: DPPOConfig, obs_dim: int, act_dim: int) -> Agent:
         obs = jnp.zeros((1, obs_dim))
         params = {"actor": eps_net.init(k1, obs, jnp.zeros((1, act_dim)), jnp.zeros((1,), jnp.int32)),
                   "critic": critic_net.init(k2, obs)}
-        return ppo.PPOState(params=params, opt=opt.init(params), obs_stats=ppo.RunningStats.create((obs_dim,)),
-                            return_stats=ppo.RunningStats.create(), env_returns=jnp.zeros((0,), jnp.float32),
+        return ppo.PPOState(params=params, opt=opt.init(params), obs_stats=RunningStats.create((obs_dim,)),
+                            return_stats=RunningStats.create(), env_returns=jnp.zeros((0,), jnp.float32),
                             updates=jnp.zeros((), jnp.int32))
 
     def act(params, obs_stats, obs, key, deterministic: bool = False):
