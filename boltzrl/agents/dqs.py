@@ -210,7 +210,9 @@ class DQSConfig:
     """Polyak rate of the target critics."""
     normalize_obs: bool = False
     """Act and learn on observations standardised by the running mean and variance of the replay draws, so that
-    every input reaches the networks at unit scale (`normalization.with_normalized_observations`)."""
+    every input reaches the networks at unit scale (`normalization.with_normalized_observations`). Measured on DMC
+    (benchmarks/dqs): reacher-hard finds its target 30k–50k steps earlier and all three tasks end higher (two
+    seeds each); the `auto` preset does it."""
     n_step_lower_bound: bool = False
     """With n-step replay (--n-step > 1), regress the critics to the larger of the n-step and the one-step target
     (`critic.lower_bound_target`): the n-step return of the collecting policy lifts the target, never lowers it.
