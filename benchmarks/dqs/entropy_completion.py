@@ -19,9 +19,9 @@ import numpy as np
 
 from boltzrl import diffusion, nets
 from boltzrl.agents.dqs import ENTROPY_STD_LO, score_entropy
+from boltzrl.agents.normalization import NormalizedState
 from boltzrl.diffusion import pre_tanh
 from boltzrl.diffusion.samplers import jacobian_rows
-from boltzrl.agents.normalization import NormalizedState
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 
 STATES, SAMPLES, DRAWS = 256, 4, 20

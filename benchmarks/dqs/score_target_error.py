@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from boltzrl.agents import dqs
-from boltzrl.diffusion import boltzmann_energy, pre_tanh
 from boltzrl.agents.normalization import NormalizedState
+from boltzrl.diffusion import boltzmann_energy, pre_tanh
 from boltzrl.training.evaluate_run import load_agent, load_run_config
 from boltzrl.training.run_folder import RunFolder
 

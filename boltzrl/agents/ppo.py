@@ -155,7 +155,7 @@ def normalize_obs(config, stats: RunningStats, obs):
     """`config` needs normalize_obs and obs_clip."""
     if not config.normalize_obs:
         return obs
-    return jnp.clip((obs - stats.mean) / jnp.sqrt(stats.var + 1e-8), -config.obs_clip, config.obs_clip)
+    return stats.standardize(obs, config.obs_clip)
 
 
 def scale_reward(config, stats: RunningStats, reward):
